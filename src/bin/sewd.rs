@@ -1,0 +1,237 @@
+//! `sewd`: transcribe, classify, dump tensors and time the SEW-D forward pass.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sewd::audio;
+use sewd::backend::cpu::Cpu;
+use sewd::backend::{Backend, BackendError};
+use sewd::model::{ModelError, Options};
+use sewd::pipeline::{ModelFiles, Pipeline};
+
+#[derive(Parser)]
+#[command(name = "sewd", version, about = "SEW-D speech recognition (Hugging Face checkpoints) on the CPU or GPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    Cpu,
+    Gpu,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Format {
+    Text,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputKind {
+    #[value(name = "last_hidden_state")]
+    LastHiddenState,
+    Logits,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transcribe WAV files with a CTC model.
+    Transcribe {
+        /// Model directory (Hugging Face layout); the bundled model when omitted.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendKind,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Classify WAV files with a sequence-classification model.
+    Classify {
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendKind,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write one output tensor of the forward pass as float32 .npy (batch 1).
+    Forward {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        audio: PathBuf,
+        #[arg(long, value_enum)]
+        output: OutputKind,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendKind,
+    },
+    /// Time the forward pass (model loaded, one warm-up run).
+    Bench {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        audio: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendKind,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Threads for the CPU backend (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sewd: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `$body` with `$b` bound to the chosen backend.
+macro_rules! on_backend {
+    ($kind:expr, |$b:ident| $body:expr) => {
+        match $kind {
+            BackendKind::Cpu => {
+                let $b = Cpu;
+                $body
+            }
+            BackendKind::Gpu => Err(BackendError::Unavailable("gpu").to_string()),
+        }
+    };
+}
+
+fn run(command: Command) -> Res<()> {
+    match command {
+        Command::Transcribe { model, backend, format, files } => {
+            let dir = model_dir(model, "sewd-demo-en")?;
+            on_backend!(backend, |b| transcribe(b, &dir, format, &files))
+        }
+        Command::Classify { model, backend, files } => {
+            let dir = model_dir(model, "sewd-demo-kws")?;
+            on_backend!(backend, |b| classify(b, &dir, &files))
+        }
+        Command::Forward { model, audio, output, out, backend } => on_backend!(backend, |b| forward(b, &model, &audio, output, &out)),
+        Command::Bench { model, audio, backend, runs, threads } => {
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| e.to_string())?;
+            }
+            on_backend!(backend, |b| bench(b, &model, &audio, runs.max(1)))
+        }
+    }
+}
+
+/// The given directory, or the bundled model of that name next to the binary's source tree.
+fn model_dir(model: Option<PathBuf>, bundled: &str) -> Res<PathBuf> {
+    if let Some(dir) = model {
+        return Ok(dir);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(bundled);
+    if dir.join("config.json").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!("no bundled model `{bundled}` in this build yet; pass --model DIR (a Hugging Face model directory)"))
+    }
+}
+
+fn load<B: Backend>(backend: B, dir: &Path) -> Res<Pipeline<B>> {
+    let files = ModelFiles::read_dir(dir).map_err(|e| e.to_string())?;
+    Pipeline::new(backend, &files).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+fn read_audio(path: &Path) -> Res<audio::Audio> {
+    audio::read_wav_file(path).map_err(|e| e.to_string())
+}
+
+fn transcribe<B: Backend>(backend: B, dir: &Path, format: Format, files: &[PathBuf]) -> Res<()> {
+    let pipe = load(backend, dir)?;
+    for file in files {
+        let audio = read_audio(file)?;
+        let seconds = audio.samples.len() as f64 / audio.sample_rate as f64;
+        let t = pipe.transcribe(audio).map_err(|e| format!("{}: {e}", file.display()))?;
+        match format {
+            Format::Text => println!("{}", t.text),
+            Format::Jsonl => {
+                let words: Vec<_> = t
+                    .words
+                    .iter()
+                    .map(|w| serde_json::json!({"word": w.word, "start": round3(w.start), "end": round3(w.end)}))
+                    .collect();
+                let line = serde_json::json!({"file": file.display().to_string(), "text": t.text, "words": words, "seconds": round3(seconds as f32)});
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn round3(x: f32) -> f64 {
+    (x as f64 * 1000.0).round() / 1000.0
+}
+
+fn classify<B: Backend>(backend: B, dir: &Path, files: &[PathBuf]) -> Res<()> {
+    let pipe = load(backend, dir)?;
+    for file in files {
+        let c = pipe.classify(read_audio(file)?).map_err(|e| format!("{}: {e}", file.display()))?;
+        println!("{}\t{}\t{:.4}", file.display(), c.label, c.score);
+    }
+    Ok(())
+}
+
+fn forward<B: Backend>(backend: B, dir: &Path, wav: &Path, output: OutputKind, out: &Path) -> Res<()> {
+    let pipe = load(backend, dir)?;
+    let samples = pipe.prepare(read_audio(wav)?).map_err(|e| format!("{}: {e}", wav.display()))?;
+    let result = pipe.forward(&samples, Options::default()).map_err(|e| format!("{}: {e}", wav.display()))?;
+    let tensor = match output {
+        OutputKind::LastHiddenState => result.last_hidden_state,
+        OutputKind::Logits => result.logits.ok_or_else(|| ModelError::NoHead("logits").to_string())?,
+    };
+    let t = pipe.download(&tensor).map_err(|e| e.to_string())?;
+    std::fs::write(out, sewd::npy::to_bytes(&t.shape, &t.data)).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+fn bench<B: Backend>(backend: B, dir: &Path, wav: &Path, runs: usize) -> Res<()> {
+    let name = backend.name();
+    let pipe = load(backend, dir)?;
+    let audio = read_audio(wav)?;
+    let audio_s = audio.samples.len() as f64 / audio.sample_rate as f64;
+    let samples = pipe.prepare(audio).map_err(|e| e.to_string())?;
+    let pass = || -> Res<f64> {
+        let start = Instant::now();
+        let out = pipe.forward(&samples, Options::default()).map_err(|e| e.to_string())?;
+        // Reading the result back makes GPU timings include the whole pass.
+        pipe.download(out.logits.as_ref().unwrap_or(&out.last_hidden_state)).map_err(|e| e.to_string())?;
+        Ok(start.elapsed().as_secs_f64() * 1000.0)
+    };
+    pass()?;
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let ms = pass()?;
+        eprintln!("run {}: {ms:.1} ms", i + 1);
+        times.push(ms);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = if runs % 2 == 1 { times[runs / 2] } else { (times[runs / 2 - 1] + times[runs / 2]) / 2.0 };
+    let line = serde_json::json!({
+        "backend": name,
+        "median_ms": (median * 100.0).round() / 100.0,
+        "audio_s": (audio_s * 1000.0).round() / 1000.0,
+        "rtf": (median / 1000.0 / audio_s * 10000.0).round() / 10000.0,
+    });
+    println!("{line}");
+    Ok(())
+}

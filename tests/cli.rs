@@ -1,0 +1,206 @@
+//! The `sewd` command line: every sub-command on fixture models, and every
+//! kind of bad input giving a one-line error and a non-zero exit.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sewd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sewd")).args(args).output().expect("run sewd")
+}
+
+fn model(case: &str) -> String {
+    common::fixtures().join(case).display().to_string()
+}
+
+fn speech() -> String {
+    common::fixtures().join("speech_3s.wav").display().to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sewd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A float32 mono WAV.
+fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 4).to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&32u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Fails unless the command failed with exactly one stderr line containing every `needle`.
+fn assert_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one-line error expected, got: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "error {stderr:?} should mention {n:?}");
+    }
+}
+
+#[test]
+fn forward_writes_the_reference_logits() {
+    let out_path = scratch("logits.npy");
+    let out = sewd(&["forward", "--model", &model("ctc_group_both_shared"), "--audio", &common::fixtures().join("speech_16s.wav").display().to_string(), "--output", "logits", "--out", out_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = common::read_npy(&out_path);
+    let want = common::read_npy(&common::fixtures().join("ctc_group_both_shared/logits.npy"));
+    common::assert_close("cli logits", &got.data, &want.data, &got.shape, &want.shape, 1e-4);
+}
+
+#[test]
+fn forward_last_hidden_state_of_a_base_model() {
+    let out_path = scratch("hidden.npy");
+    let out = sewd(&["forward", "--model", &model("base_layer_sq3_c2p_separate"), "--audio", &common::fixtures().join("speech_16s.wav").display().to_string(), "--output", "last_hidden_state", "--out", out_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = common::read_npy(&out_path);
+    let want = common::read_npy(&common::fixtures().join("base_layer_sq3_c2p_separate/last_hidden_state.npy"));
+    common::assert_close("cli hidden", &got.data, &want.data, &got.shape, &want.shape, 1e-4);
+    // A base model has no logits.
+    let out = sewd(&["forward", "--model", &model("base_layer_sq3_c2p_separate"), "--audio", &speech(), "--output", "logits", "--out", out_path.to_str().unwrap()]);
+    assert_error(&out, &["logits"]);
+}
+
+#[test]
+fn transcribe_jsonl_has_the_documented_fields() {
+    let out = sewd(&["transcribe", "--model", &model("ctc_group_both_shared"), "--format", "jsonl", &speech(), &speech()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["file"].as_str().unwrap().ends_with("speech_3s.wav"));
+        assert!(v["text"].is_string());
+        assert!((v["seconds"].as_f64().unwrap() - 3.0).abs() < 0.01);
+        for w in v["words"].as_array().unwrap() {
+            let (s, e) = (w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap());
+            assert!(w["word"].is_string() && 0.0 <= s && s < e && e <= 3.01, "{w}");
+        }
+    }
+}
+
+#[test]
+fn classify_prints_label_and_score() {
+    let out = sewd(&["classify", "--model", &model("cls_weighted"), &speech()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let fields: Vec<&str> = text.trim().split('\t').collect();
+    assert_eq!(fields.len(), 3, "{text}");
+    // The reference logits say which label wins.
+    let logits = common::read_npy(&common::fixtures().join("cls_weighted/logits.npy")).data;
+    let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::fixtures().join("cls_weighted/config.json")).unwrap()).unwrap();
+    assert_eq!(fields[1], config["id2label"][best.to_string()].as_str().unwrap());
+    let score: f32 = fields[2].parse().unwrap();
+    assert!(score > 0.0 && score <= 1.0);
+}
+
+#[test]
+fn bench_ends_with_a_json_line() {
+    let out = sewd(&["bench", "--model", &model("ctc_group_both_shared"), "--audio", &speech(), "--runs", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0);
+    assert!((v["audio_s"].as_f64().unwrap() - 3.0).abs() < 0.01);
+    assert!(v["rtf"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn missing_audio_file() {
+    let out = sewd(&["transcribe", "--model", &model("ctc_group_both_shared"), "/nonexistent/clip.wav"]);
+    assert_error(&out, &["/nonexistent/clip.wav"]);
+}
+
+#[test]
+fn not_a_wav() {
+    let path = scratch("notes.wav");
+    std::fs::write(&path, b"these are not audio samples, just text").unwrap();
+    let out = sewd(&["transcribe", "--model", &model("ctc_group_both_shared"), path.to_str().unwrap()]);
+    assert_error(&out, &["notes.wav", "not a WAV"]);
+}
+
+#[test]
+fn empty_and_one_sample_audio() {
+    let empty = scratch("empty.wav");
+    write_wav(&empty, 16_000, &[]);
+    assert_error(&sewd(&["transcribe", "--model", &model("ctc_group_both_shared"), empty.to_str().unwrap()]), &["empty"]);
+    let one = scratch("one.wav");
+    write_wav(&one, 16_000, &[0.5]);
+    assert_error(&sewd(&["transcribe", "--model", &model("ctc_group_both_shared"), one.to_str().unwrap()]), &["one sample"]);
+}
+
+#[test]
+fn audio_shorter_than_the_receptive_field() {
+    let short = scratch("short.wav");
+    write_wav(&short, 16_000, &[0.1, -0.2, 0.3, 0.05, -0.1, 0.2, 0.0, 0.1]);
+    assert_error(&sewd(&["transcribe", "--model", &model("ctc_group_both_shared"), short.to_str().unwrap()]), &["too short", "samples"]);
+}
+
+#[test]
+fn nan_samples() {
+    let path = scratch("nan.wav");
+    let mut samples = vec![0.1f32; 8000];
+    samples[1234] = f32::NAN;
+    write_wav(&path, 16_000, &samples);
+    assert_error(&sewd(&["transcribe", "--model", &model("ctc_group_both_shared"), path.to_str().unwrap()]), &["1234", "NaN"]);
+}
+
+#[test]
+fn model_dir_without_weights() {
+    let dir = scratch("no-weights");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(common::fixtures().join("ctc_group_both_shared/config.json"), dir.join("config.json")).unwrap();
+    let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), &speech()]);
+    assert_error(&out, &["model.safetensors", "pytorch_model.bin"]);
+    let out = sewd(&["transcribe", "--model", "/nonexistent/model", &speech()]);
+    assert_error(&out, &["/nonexistent/model"]);
+}
+
+#[test]
+fn truncated_weights_name_the_file() {
+    let dir = scratch("truncated");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = common::fixtures().join("ctc_group_both_shared");
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), &speech()]);
+    assert_error(&out, &["model.safetensors"]);
+}
+
+#[test]
+fn bad_config_names_the_field() {
+    let dir = scratch("bad-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = common::fixtures().join("ctc_group_both_shared");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config["hidden_act"] = "swiglu".into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), &speech()]);
+    assert_error(&out, &["config.json", "hidden_act", "swiglu"]);
+}
+
+#[test]
+fn classify_with_a_ctc_model_is_refused() {
+    let out = sewd(&["classify", "--model", &model("ctc_group_both_shared"), &speech()]);
+    assert_error(&out, &["classification"]);
+}
