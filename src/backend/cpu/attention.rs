@@ -9,7 +9,7 @@
 //! probability 0; padded query rows still attend to the valid keys.
 
 use super::matmul::{matmul, View};
-use super::{kernels, par};
+use super::{kernels, par, pool};
 use crate::backend::relative::index_table;
 use crate::backend::AttentionSpec;
 
@@ -50,15 +50,15 @@ pub fn attention(
         // P2C for every key row, once per head.
         let mut p2c_all = Vec::new();
         if let (true, Some(pq)) = (p2c, pos_query) {
-            p2c_all = vec![0.0; len * two_span];
+            p2c_all = pool::zeros(len * two_span);
             let k = View::rows(qkv, base + hd + head * d, 3 * hd);
             matmul(len, two_span, d, &mut p2c_all, 0, two_span, false, k, View::transposed(pq, head * d, hd), scale, false);
         }
 
-        let mut context = vec![0.0f32; len * d];
-        let mut probs = if want_probs { vec![0.0f32; len * len] } else { Vec::new() };
-        let mut scores = vec![0.0f32; BLOCK * len];
-        let mut c2p_blk = if c2p { vec![0.0f32; BLOCK * two_span] } else { Vec::new() };
+        let mut context = pool::zeros(len * d);
+        let mut probs = if want_probs { pool::zeros(len * len) } else { Vec::new() };
+        let mut scores = pool::zeros(BLOCK * len);
+        let mut c2p_blk = if c2p { pool::zeros(BLOCK * two_span) } else { Vec::new() };
 
         let mut i0 = 0;
         while i0 < len {
@@ -72,18 +72,24 @@ pub fn attention(
                 let i = i0 + r;
                 let row = &mut scores[r * len..(r + 1) * len];
                 if c2p || p2c {
-                    // idx(i - j) lives at table[i - j + len - 1].
+                    // idx(i - j) lives at table[i - j + len - 1]; reversed, offsets[len - 1 - j].
                     let offsets = &table[i..i + len];
+                    let c2p_row = if c2p { &c2p_blk[r * two_span..(r + 1) * two_span] } else { &[][..] };
                     for j in 0..valid {
                         let idx = offsets[len - 1 - j] as usize;
-                        let mut extra = 0.0;
-                        if c2p {
-                            extra += c2p_blk[r * two_span + idx];
+                        debug_assert!(idx < two_span);
+                        // SAFETY: index_table clamps every entry into 0..two_span, c2p_row
+                        // holds two_span values and p2c_all holds len rows of two_span (j < len).
+                        unsafe {
+                            let mut extra = 0.0;
+                            if c2p {
+                                extra += *c2p_row.get_unchecked(idx);
+                            }
+                            if p2c {
+                                extra += *p2c_all.get_unchecked(j * two_span + idx);
+                            }
+                            *row.get_unchecked_mut(j) += extra;
                         }
-                        if p2c {
-                            extra += p2c_all[j * two_span + idx];
-                        }
-                        row[j] += extra;
                     }
                 }
                 kernels::softmax(row, valid);
@@ -95,11 +101,14 @@ pub fn attention(
             matmul(rows, d, valid, &mut context, i0 * d, d, false, View::rows(&scores, 0, len), v, 1.0, false);
             i0 += rows;
         }
+        pool::give(scores);
+        pool::give(c2p_blk);
+        pool::give(p2c_all);
         (context, probs)
     });
 
-    let mut context = vec![0.0f32; batch * len * hd];
-    let mut probs = if want_probs { Some(vec![0.0f32; batch * h * len * len]) } else { None };
+    let mut context = pool::zeros(batch * len * hd);
+    let mut probs = if want_probs { Some(pool::zeros(batch * h * len * len)) } else { None };
     for (task, (ctx, p)) in per_head.into_iter().enumerate() {
         let (b, head) = (task / h, task % h);
         for t in 0..len {
@@ -110,6 +119,8 @@ pub fn attention(
             let at = task * len * len;
             all[at..at + len * len].copy_from_slice(&p);
         }
+        pool::give(ctx);
+        pool::give(p);
     }
     Output { context, probs }
 }

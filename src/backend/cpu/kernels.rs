@@ -89,11 +89,49 @@ fn activate_impl(xs: &mut [f32], act: Activation) {
     }
 }
 
+/// Lanes of the reductions below: independent partial sums let LLVM keep
+/// them in vector registers (a single running f32 sum may not be reordered).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+#[inline(always)]
+fn max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    acc.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
 #[inline(always)]
 fn layer_norm_impl(rows: &mut [f32], width: usize, gamma: &[f32], beta: &[f32], eps: f32) {
     for row in rows.chunks_exact_mut(width) {
-        let mean = row.iter().sum::<f32>() / width as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+        let mean = sum(row) / width as f32;
+        let mut acc = [0.0f32; LANES];
+        let chunks = row.chunks_exact(LANES);
+        let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+        for c in chunks {
+            for (a, v) in acc.iter_mut().zip(c) {
+                *a += (v - mean) * (v - mean);
+            }
+        }
+        let var = (acc.iter().sum::<f32>() + tail) / width as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
             *v = (*v - mean) * inv * g + b;
@@ -109,13 +147,11 @@ fn softmax_impl(row: &mut [f32], valid: usize) {
     if live.is_empty() {
         return;
     }
-    let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
+    let max = max(live);
     for v in live.iter_mut() {
         *v = exp(*v - max);
-        sum += *v;
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / sum(live);
     for v in live.iter_mut() {
         *v *= inv;
     }

@@ -5,17 +5,30 @@ mod attention;
 mod kernels;
 mod matmul;
 mod par;
+mod pool;
 
 use super::{shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
 use crate::config::Activation;
 use crate::weights::TensorData;
 use matmul::{matmul, View};
 
-/// A host tensor, row-major.
-#[derive(Debug, Clone)]
+/// A host tensor, row-major. Its buffer returns to the pool when dropped.
+#[derive(Debug)]
 pub struct CpuTensor {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+}
+
+impl Clone for CpuTensor {
+    fn clone(&self) -> Self {
+        CpuTensor { shape: self.shape.clone(), data: pool::copy(&self.data) }
+    }
+}
+
+impl Drop for CpuTensor {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.data));
+    }
 }
 
 impl CpuTensor {
@@ -25,7 +38,7 @@ impl CpuTensor {
     }
     fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        CpuTensor { shape, data: vec![0.0; n] }
+        CpuTensor { shape, data: pool::zeros(n) }
     }
     /// `(batch, time, channels)` of a rank-3 activation.
     fn btc(&self, op: &'static str) -> Result<(usize, usize, usize), BackendError> {
@@ -53,7 +66,7 @@ impl Backend for Cpu {
         if shape.iter().product::<usize>() != data.len() {
             return Err(shape_err("upload", format!("shape {shape:?} does not hold {} values", data.len())));
         }
-        Ok(CpuTensor::new(shape.to_vec(), data.to_vec()))
+        Ok(CpuTensor::new(shape.to_vec(), pool::copy(data)))
     }
 
     fn prepare_linear(&self, w: &TensorData) -> Result<CpuTensor, BackendError> {
@@ -123,7 +136,7 @@ impl Backend for Cpu {
             }
             // Grouped or padded: gather each group's windows (im2col), then one GEMM per group.
             let cols = par::map(spec.groups, |g| {
-                let mut col = vec![0.0f32; out_len * window];
+                let mut col = pool::zeros(out_len * window);
                 for t in 0..out_len {
                     for j in 0..spec.kernel {
                         let pos = (t * spec.stride + j) as isize - spec.padding as isize;
@@ -141,6 +154,7 @@ impl Backend for Cpu {
                 let w_g = View::rows(&w.data, g * window * cout_g, cout_g);
                 matmul(out_len, cout_g, window, &mut out.data, dst_off + g * cout_g, cout, bias.is_some(), View::rows(col, 0, window), w_g, 1.0, true);
             }
+            cols.into_iter().for_each(pool::give);
         }
         Ok(out)
     }
