@@ -482,6 +482,37 @@ mod tests {
         assert_eq!(c.label(1), "no");
     }
 
+    /// The shape of asapp/sew-d-tiny-100k-ft-ls100h's config.json (saved by transformers 4.x),
+    /// with the keys inference ignores (dropouts, SpecAugment, layerdrop, ...).
+    #[test]
+    fn asapp_style_config_loads() {
+        let c = parse(r#"{
+            "_name_or_path": "asapp/sew-d-tiny-100k", "activation_dropout": 0.0, "apply_spec_augment": true,
+            "architectures": ["SEWDForCTC"], "attention_dropout": 0.1, "bos_token_id": 1,
+            "classifier_proj_size": 256, "conv_bias": false,
+            "conv_dim": [64,128,128,128,128,256,256,256,256,512,512,512,512],
+            "conv_kernel": [10,3,1,3,1,3,1,3,1,2,1,2,1], "conv_stride": [5,2,1,2,1,2,1,2,1,2,1,2,1],
+            "ctc_loss_reduction": "sum", "ctc_zero_infinity": false, "eos_token_id": 2,
+            "feat_extract_activation": "gelu", "feat_extract_norm": "group", "feat_proj_dropout": 0.0,
+            "feature_layer_norm_eps": 1e-05, "final_dropout": 0.0, "hidden_act": "gelu_python",
+            "hidden_dropout": 0.0, "hidden_size": 384, "initializer_range": 0.02, "intermediate_size": 1536,
+            "layer_norm_eps": 1e-07, "layerdrop": 0.0, "mask_feature_length": 10, "mask_feature_prob": 0.0,
+            "mask_time_length": 10, "mask_time_prob": 0.05, "max_position_embeddings": 512,
+            "model_type": "sew-d", "norm_rel_ebd": "layer_norm", "num_attention_heads": 6,
+            "num_conv_pos_embedding_groups": 16, "num_conv_pos_embeddings": 31, "num_feat_extract_layers": 13,
+            "num_hidden_layers": 12, "pad_token_id": 0, "pos_att_type": ["p2c", "c2p"], "position_biased_input": false,
+            "position_buckets": 256, "relative_attention": true, "share_att_key": true, "squeeze_factor": 2,
+            "torch_dtype": "float32", "transformers_version": "4.12.0.dev0", "use_weighted_layer_sum": false,
+            "vocab_size": 32
+        }"#).unwrap();
+        assert_eq!((c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.attention_head_size), (384, 12, 6, 64));
+        assert_eq!(c.ctc_loss_reduction, "sum");
+        assert_eq!(c.num_conv_pos_embeddings, 31);
+        assert_eq!(c.architectures, vec!["SEWDForCTC".to_string()]);
+        let e = parse(r#"{"model_type": "wav2vec2"}"#).unwrap_err().to_string();
+        assert!(e.contains("model_type"), "{e}");
+    }
+
     #[test]
     fn frame_counts() {
         let c = parse("{}").unwrap();
