@@ -10,7 +10,9 @@ use crate::config::{PreprocessorConfig, SewdConfig};
 use crate::model::{self, Head, ModelError, Options, Output, SewdModel};
 use crate::tokenizer::{CtcTokenizer, Transcript};
 use crate::weights::{TensorData, WeightStore};
-use crate::{Error, Result};
+use crate::Result;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::Error;
 
 /// The files of a model directory, already read.
 pub struct ModelFiles {
