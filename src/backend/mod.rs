@@ -7,6 +7,7 @@
 //! inside a backend tensor.
 
 pub mod cpu;
+pub mod gpu;
 pub mod relative;
 
 use thiserror::Error;

@@ -1,0 +1,265 @@
+// Disentangled (DeBERTa-v2) self-attention for one batch item:
+//   S[i, j] = scale * q_i . k_j + C2P[i, idx(i - j)] + P2C[j, idx(i - j)]
+//   P = masked softmax over keys j < valid, context_i = sum_j P[i, j] v_j
+// C2P = scale * Q PosK^T and P2C = scale * K PosQ^T are [T, 2*span] per head,
+// computed before by matmul.wgsl (2*span is far below T on long clips, so
+// gathering from them beats recomputing a dot product per score). idx is the
+// clamped log-bucket relative position, computed here exactly as
+// `backend::relative::embedding_index` does, in f32 like transformers; no
+// table is uploaded. Padded keys (j >= valid) get probability 0; padded
+// query rows still attend to the valid keys.
+//
+// Entry `main` is flash-attention style: one workgroup per (16 query rows,
+// head) walks the valid keys 32 at a time with an online softmax, so memory
+// stays O(T) however long the clip. It also writes each row's max and sum.
+// Entry `probs`, launched only when the probabilities are requested,
+// recomputes each score and writes exp(s - max) / sum.
+//
+// Bindings: 0 uniform Params;
+//   1 qkv   (read, [B, T, 3*H*D]: query | key | value per frame);
+//   2 c2p   (read, [B, H, T, 2*span]; ignored unless terms & 1);
+//   3 p2c   (read, [B, H, T, 2*span]; ignored unless terms & 2);
+//   4 ctx   (read_write, [B, T, H*D]);
+//   5 stats (read_write, [B, H, T, 2]: row max, row sum);
+//   6 probs (read_write, [B, H, T, T]; `probs` only).
+// main: 128 invocations = 16 rows x 8 lanes; a lane owns 4 keys of each
+// 32-key tile and 4 of every 32 output dims (head_dim <= 128, 16 registers).
+// Workgroup memory: Q 16x128 + K/V chunk 32x32 + scores 16x32 + 48 indices,
+// 14.2 KiB, under WebGPU's 16 KiB default. Launch: (ceil(T/16), H, 1).
+// probs: 256 invocations, one probability each, launch folded into (x, y).
+
+struct Params {
+    t: u32, heads: u32, d: u32, hd: u32,
+    two_span: u32, terms: u32, buckets: i32, max_pos: i32,
+    span: i32, scale: f32, log_base: f32, item: u32,
+    valid: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> c2p: array<f32>;
+@group(0) @binding(3) var<storage, read> p2c: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ctx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(6) var<storage, read_write> probs_out: array<f32>;
+
+const BQ: u32 = 16u;
+const BK: u32 = 32u;
+const DC: u32 = 32u;
+const DMAX: u32 = 128u;
+
+var<workgroup> q_tile: array<f32, 2048>;  // [BQ][DMAX]
+var<workgroup> kv_tile: array<f32, 1024>; // [BK][DC]
+var<workgroup> s_tile: array<f32, 512>;   // [BQ][BK]
+var<workgroup> rel: array<u32, 48>;       // idx of offset (i0 - j0) - (BK - 1) + o
+
+// `relative::embedding_index(d, buckets, max_position, span)`.
+fn rel_index(d: i32) -> u32 {
+    var r = d;
+    if (p.buckets > 0 && p.max_pos > 0) {
+        let mid = p.buckets / 2;
+        var a = abs(d);
+        if (d < mid && d > -mid) {
+            a = mid - 1;
+        }
+        if (a > mid) {
+            var lp = f32(mid - 1);
+            // At a = max_position - 1 the host computes log(x) / log(x) = 1
+            // exactly; a GPU division need not, and ceil would step up.
+            if (a != p.max_pos - 1) {
+                lp = ceil(log(f32(a) / f32(mid)) / p.log_base * f32(mid - 1));
+            }
+            r = (i32(lp) + mid) * sign(d);
+        }
+    }
+    return u32(clamp(r + p.span, 0, 2 * p.span - 1));
+}
+
+@compute @workgroup_size(128, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let h = wg.y;
+    let z = p.item * p.heads + h;
+    let i0 = wg.x * BQ;
+    let r = li / 8u;
+    let lane = li % 8u;
+    let i = i0 + r;
+    let pitch = 3u * p.hd;
+    let q_base = p.item * p.t * pitch + h * p.d;
+    let k_base = q_base + p.hd;
+    let v_base = q_base + 2u * p.hd;
+    let c2p_on = (p.terms & 1u) != 0u;
+    let p2c_on = (p.terms & 2u) != 0u;
+
+    for (var e = li; e < BQ * p.d; e += 128u) {
+        let rr = e / p.d;
+        let dd = e % p.d;
+        var v = 0.0;
+        if (i0 + rr < p.t) {
+            v = qkv[q_base + (i0 + rr) * pitch + dd];
+        }
+        q_tile[rr * DMAX + dd] = v;
+    }
+
+    var m = NEG_BIG;
+    var l = 0.0;
+    var acc: array<f32, 16>;
+    for (var q = 0u; q < 16u; q++) {
+        acc[q] = 0.0;
+    }
+
+    for (var j0 = 0u; j0 < p.valid; j0 += BK) {
+        workgroupBarrier();
+        if ((c2p_on || p2c_on) && li < BQ + BK - 1u) {
+            rel[li] = rel_index(i32(i0) - i32(j0) - i32(BK - 1u) + i32(li));
+        }
+
+        // q_i . k_j for this lane's 4 keys, head dims in chunks of DC.
+        var s: array<f32, 4>;
+        for (var c = 0u; c < 4u; c++) {
+            s[c] = 0.0;
+        }
+        for (var d0 = 0u; d0 < p.d; d0 += DC) {
+            workgroupBarrier();
+            for (var e = li; e < BK * DC; e += 128u) {
+                let j = j0 + e / DC;
+                let d = d0 + e % DC;
+                var v = 0.0;
+                if (j < p.valid && d < p.d) {
+                    v = qkv[k_base + j * pitch + d];
+                }
+                kv_tile[e] = v;
+            }
+            workgroupBarrier();
+            let dn = min(DC, p.d - d0);
+            for (var dd = 0u; dd < dn; dd++) {
+                let qv = q_tile[r * DMAX + d0 + dd];
+                for (var c = 0u; c < 4u; c++) {
+                    s[c] = fma(qv, kv_tile[(lane + 8u * c) * DC + dd], s[c]);
+                }
+            }
+        }
+
+        for (var c = 0u; c < 4u; c++) {
+            let jj = lane + 8u * c;
+            let j = j0 + jj;
+            var v = NEG_BIG;
+            if (j < p.valid) {
+                v = s[c] * p.scale;
+                let ri = rel[r + BK - 1u - jj];
+                if (c2p_on && i < p.t) {
+                    v += c2p[(z * p.t + i) * p.two_span + ri];
+                }
+                if (p2c_on) {
+                    v += p2c[(z * p.t + j) * p.two_span + ri];
+                }
+            }
+            s[c] = v;
+            s_tile[r * BK + jj] = v;
+        }
+        workgroupBarrier();
+        var tmax = NEG_BIG;
+        for (var jj = 0u; jj < BK; jj++) {
+            tmax = max(tmax, s_tile[r * BK + jj]);
+        }
+        let m_new = max(m, tmax);
+        let corr = exp(m - m_new);
+        workgroupBarrier();
+        for (var c = 0u; c < 4u; c++) {
+            let jj = lane + 8u * c;
+            var pv = 0.0;
+            if (j0 + jj < p.valid) {
+                pv = exp(s[c] - m_new);
+            }
+            s_tile[r * BK + jj] = pv;
+        }
+        workgroupBarrier();
+        var row_sum = 0.0;
+        for (var jj = 0u; jj < BK; jj++) {
+            row_sum += s_tile[r * BK + jj];
+        }
+        l = l * corr + row_sum;
+        m = m_new;
+        for (var q = 0u; q < 16u; q++) {
+            acc[q] *= corr;
+        }
+
+        // acc += P V, head dims in chunks of DC.
+        for (var ch = 0u; ch < DMAX / DC; ch++) {
+            let d0 = ch * DC;
+            if (d0 < p.d) {
+                workgroupBarrier();
+                for (var e = li; e < BK * DC; e += 128u) {
+                    let j = j0 + e / DC;
+                    let d = d0 + e % DC;
+                    var v = 0.0;
+                    if (j < p.valid && d < p.d) {
+                        v = qkv[v_base + j * pitch + d];
+                    }
+                    kv_tile[e] = v;
+                }
+                workgroupBarrier();
+                for (var jj = 0u; jj < BK; jj++) {
+                    let pj = s_tile[r * BK + jj];
+                    for (var c = 0u; c < 4u; c++) {
+                        acc[ch * 4u + c] = fma(pj, kv_tile[jj * DC + lane + 8u * c], acc[ch * 4u + c]);
+                    }
+                }
+            }
+        }
+    }
+
+    if (i < p.t) {
+        var inv = 0.0;
+        if (l > 0.0) {
+            inv = 1.0 / l;
+        }
+        for (var ch = 0u; ch < DMAX / DC; ch++) {
+            for (var c = 0u; c < 4u; c++) {
+                let d = ch * DC + lane + 8u * c;
+                if (d < p.d) {
+                    ctx[(p.item * p.t + i) * p.hd + h * p.d + d] = acc[ch * 4u + c] * inv;
+                }
+            }
+        }
+        if (lane == 0u) {
+            stats[(z * p.t + i) * 2u] = m;
+            stats[(z * p.t + i) * 2u + 1u] = l;
+        }
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn probs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let e = folded_index(wg, nwg, li, 256u);
+    if (e >= p.heads * p.t * p.t) {
+        return;
+    }
+    let j = e % p.t;
+    let i = (e / p.t) % p.t;
+    let h = e / (p.t * p.t);
+    let z = p.item * p.heads + h;
+    var out = 0.0;
+    if (j < p.valid) {
+        let pitch = 3u * p.hd;
+        let q_at = p.item * p.t * pitch + i * pitch + h * p.d;
+        let k_at = p.item * p.t * pitch + j * pitch + p.hd + h * p.d;
+        var dot = 0.0;
+        for (var d = 0u; d < p.d; d++) {
+            dot = fma(qkv[q_at + d], qkv[k_at + d], dot);
+        }
+        var v = dot * p.scale;
+        if ((p.terms & 3u) != 0u) {
+            let ri = rel_index(i32(i) - i32(j));
+            if ((p.terms & 1u) != 0u) {
+                v += c2p[(z * p.t + i) * p.two_span + ri];
+            }
+            if ((p.terms & 2u) != 0u) {
+                v += p2c[(z * p.t + j) * p.two_span + ri];
+            }
+        }
+        let at = (z * p.t + i) * 2u;
+        out = exp(v - stats[at]) / stats[at + 1u];
+    }
+    probs_out[(z * p.t + i) * p.t + j] = out;
+}

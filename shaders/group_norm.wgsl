@@ -1,0 +1,115 @@
+// GroupNorm with one group per channel, i.e. each channel of [B, T, C]
+// normalized over time, in three launches:
+//   stats:    per (item, time chunk of 512 frames, channel) the chunk's
+//             mean and sum of squared deviations (Welford);
+//   finalize: per (item, channel) merge the chunks (Chan et al.) into
+//             scale = gamma / sqrt(var + eps) and shift = beta - mean*scale;
+//   apply:    y = x * scale + shift.
+// Splitting time into chunks keeps the GPU busy on a 60 s clip (192 000
+// frames, one channel block) and keeps every partial sum short, so f32 is
+// enough where the CPU backend accumulates in f64.
+//
+// Bindings: 0 uniform Params; 1 x (read, [B, T, C]); 2 gamma (read, [C]);
+//           3 beta (read, [C]); 4 partials (read_write, [B, chunks, C, 2]);
+//           5 coeffs (read_write, [B, C, 2]); 6 y (read_write, [B, T, C]).
+// stats: workgroup 64 channels x 4 time lanes (256), channels fastest so a
+// row of channels-last input is one coalesced read; launch
+// (ceil(C/64), chunks, B). finalize and apply: 256 invocations, one per
+// output value, launch folded into (x, y).
+
+struct Params {
+    t: u32, c: u32, batch: u32, chunks: u32,
+    eps: f32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(5) var<storage, read_write> coeffs: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+
+const CHUNK: u32 = 512u;
+var<workgroup> s_n: array<f32, 256>;
+var<workgroup> s_mean: array<f32, 256>;
+var<workgroup> s_m2: array<f32, 256>;
+
+// Chan's parallel merge of (n, mean, m2) statistics.
+fn merge(na: f32, ma: f32, qa: f32, nb: f32, mb: f32, qb: f32) -> vec3<f32> {
+    let n = na + nb;
+    if (n == 0.0) {
+        return vec3<f32>(0.0, 0.0, 0.0);
+    }
+    let d = mb - ma;
+    return vec3<f32>(n, ma + d * nb / n, qa + qb + d * d * na * nb / n);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ch = wg.x * 64u + li % 64u;
+    let lane = li / 64u;
+    let item = wg.z;
+    let t0 = wg.y * CHUNK;
+    let t1 = min(t0 + CHUNK, p.t);
+    var n = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    if (ch < p.c) {
+        for (var t = t0 + lane; t < t1; t += 4u) {
+            let v = x[(item * p.t + t) * p.c + ch];
+            n += 1.0;
+            let d = v - mean;
+            mean += d / n;
+            m2 += d * (v - mean);
+        }
+    }
+    s_n[li] = n;
+    s_mean[li] = mean;
+    s_m2[li] = m2;
+    workgroupBarrier();
+    if (lane == 0u && ch < p.c) {
+        var acc = vec3<f32>(n, mean, m2);
+        for (var l = 1u; l < 4u; l++) {
+            let o = l * 64u + li;
+            acc = merge(acc.x, acc.y, acc.z, s_n[o], s_mean[o], s_m2[o]);
+        }
+        let at = ((item * p.chunks + wg.y) * p.c + ch) * 2u;
+        partials[at] = acc.y;
+        partials[at + 1u] = acc.z;
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn finalize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let i = folded_index(wg, nwg, li, 256u);
+    if (i >= p.batch * p.c) {
+        return;
+    }
+    let item = i / p.c;
+    let ch = i % p.c;
+    var acc = vec3<f32>(0.0, 0.0, 0.0);
+    for (var k = 0u; k < p.chunks; k++) {
+        let n = f32(min(CHUNK, p.t - k * CHUNK));
+        let at = ((item * p.chunks + k) * p.c + ch) * 2u;
+        acc = merge(acc.x, acc.y, acc.z, n, partials[at], partials[at + 1u]);
+    }
+    let var_ = acc.z / max(f32(p.t), 1.0);
+    let scale = gamma[ch] * inverseSqrt(var_ + p.eps);
+    coeffs[i * 2u] = scale;
+    coeffs[i * 2u + 1u] = beta[ch] - acc.y * scale;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let i = folded_index(wg, nwg, li, 256u);
+    if (i >= p.batch * p.t * p.c) {
+        return;
+    }
+    let ch = i % p.c;
+    let item = i / (p.t * p.c);
+    let k = (item * p.c + ch) * 2u;
+    y[i] = x[i] * coeffs[k] + coeffs[k + 1u];
+}

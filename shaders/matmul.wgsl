@@ -1,0 +1,157 @@
+// Tiled GEMM with a fused epilogue:
+//   C[z][m, n] = act(alpha * sum_k A[z](m, k) * B[z](k, n) + bias[z][n])
+// f32 everywhere, accumulation included.
+//
+// One shader serves every dense product of the model:
+//   * linear layers: A = activations [rows, K], B = weight stored [K, N];
+//   * feature-encoder convolutions as an implicit GEMM: with channels-last
+//     input, the window of output frame t is the contiguous run of
+//     kernel*Cin values starting at t*stride*Cin, so A is the input itself
+//     read with row pitch stride*Cin (a_mode 0, rows overlap; no im2col);
+//   * the grouped, zero-padded positional conv (a_mode 1): A(m, k) gathers
+//     x[t*stride + k / cin_g - pad, g*cin_g + k % cin_g], 0 outside;
+//   * the relative-position terms of attention, batched over z = (batch, head).
+// Row m of A splits into (item = m / a_rows, t = m % a_rows) so several batch
+// items stack into one M. The batch index z splits into (z / zh, z % zh) with
+// a stride for each part, for A, B, C and the bias.
+//
+// Bindings: 0 uniform Params; 1 A (read, f32); 2 B (read, f32);
+//           3 bias (read, f32; ignored unless has_bias); 4 C (read_write, f32).
+// Workgroup 16x16 = 256 invocations computes a 64x64 tile of C, 4x4 per
+// invocation (rows ty + 16i, columns tx + 16j, so neighbouring invocations
+// touch neighbouring columns: broadcast reads of A, conflict-free reads of B).
+// K advances 16 at a time through 2 x 4 KiB of workgroup memory, well under
+// WebGPU's 16 KiB default. Launch: (ceil(N/64), ceil(M/64), batch).
+
+struct Params {
+    m: u32, n: u32, k: u32, a_mode: u32,
+    a_off: u32, lda: u32, a_rows: u32, a_item: u32,
+    b_off: u32, b_sk: u32, b_sn: u32, c_off: u32,
+    ldc: u32, zh: u32, a_sb: u32, a_sh: u32,
+    b_sb: u32, b_sh: u32, c_sb: u32, c_sh: u32,
+    has_bias: u32, bias_sh: u32, act: u32, alpha: f32,
+    cv_len: u32, cv_stride: u32, cv_pad: u32, cv_cin: u32,
+    cv_cin_g: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+const TM: u32 = 64u;
+const TN: u32 = 64u;
+const TK: u32 = 16u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [TK][TM]
+var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let zb = wg.z / p.zh;
+    let zi = wg.z % p.zh;
+    let a_base = p.a_off + zb * p.a_sb + zi * p.a_sh;
+    let b_base = p.b_off + zb * p.b_sb + zi * p.b_sh;
+    let c_base = p.c_off + zb * p.c_sb + zi * p.c_sh;
+    let m0 = wg.y * TM;
+    let n0 = wg.x * TN;
+
+    // A loader: invocation li fills row li/4, k columns (li%4)*4 .. +4.
+    let lr = li / 4u;
+    let lk = (li % 4u) * 4u;
+    let am = m0 + lr;
+    let row_ok = am < p.m;
+    let item = am / max(p.a_rows, 1u);
+    let t = am % max(p.a_rows, 1u);
+    var row_base = a_base + item * p.a_item + t * p.lda;
+    let first_pos = i32(t * p.cv_stride) - i32(p.cv_pad);
+    if (p.a_mode == 1u) {
+        row_base = a_base + item * p.a_item;
+    }
+
+    let tx = li % 16u;
+    let ty = li / 16u;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+
+    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        for (var q = 0u; q < 4u; q++) {
+            let kk = k0 + lk + q;
+            var v = 0.0;
+            if (row_ok && kk < p.k) {
+                if (p.a_mode == 0u) {
+                    v = a[row_base + kk];
+                } else {
+                    let pos = first_pos + i32(kk / p.cv_cin_g);
+                    if (pos >= 0 && u32(pos) < p.cv_len) {
+                        v = a[row_base + u32(pos) * p.cv_cin + kk % p.cv_cin_g];
+                    }
+                }
+            }
+            a_tile[(lk + q) * TM + lr] = v;
+        }
+        if (p.b_sn == 1u) {
+            // n-contiguous weights: each invocation reads 4 neighbours in n.
+            let bk = li / 16u;
+            let bn = (li % 16u) * 4u;
+            for (var q = 0u; q < 4u; q++) {
+                let kk = k0 + bk;
+                let nn = n0 + bn + q;
+                var v = 0.0;
+                if (kk < p.k && nn < p.n) {
+                    v = b[b_base + kk * p.b_sk + nn];
+                }
+                b_tile[bk * TN + bn + q] = v;
+            }
+        } else {
+            // k-contiguous (transposed) operand: read 4 neighbours in k.
+            let bn = li / 4u;
+            let bk = (li % 4u) * 4u;
+            for (var q = 0u; q < 4u; q++) {
+                let kk = k0 + bk + q;
+                let nn = n0 + bn;
+                var v = 0.0;
+                if (kk < p.k && nn < p.n) {
+                    v = b[b_base + kk * p.b_sk + nn * p.b_sn];
+                }
+                b_tile[(bk + q) * TN + bn] = v;
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            var ar: array<f32, 4>;
+            var br: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                ar[i] = a_tile[kk * TM + ty + 16u * i];
+                br[i] = b_tile[kk * TN + tx + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(ar[i], br[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + ty + 16u * i;
+        if (m >= p.m) {
+            continue;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + tx + 16u * j;
+            if (n >= p.n) {
+                continue;
+            }
+            var v = acc[i * 4u + j] * p.alpha;
+            if (p.has_bias != 0u) {
+                v += bias[zi * p.bias_sh + n];
+            }
+            c[c_base + m * p.ldc + n] = activate_value(v, p.act);
+        }
+    }
+}

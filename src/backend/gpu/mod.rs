@@ -1,0 +1,616 @@
+//! The wgpu backend: WebGPU in the browser, Vulkan/Metal/DX12/GL natively.
+//!
+//! Ops only record: each appends dispatches to one compute pass of one
+//! command encoder (see `kernels::Recorder`). A download ends the pass,
+//! copies the tensor to a staging buffer, submits everything at once and
+//! maps the copy, so a forward pass is one submission and one readback.
+//! Shaders live in `shaders/*.wgsl`, one file per op family, every shape and
+//! stride in a uniform; pipelines are built on first use and cached.
+//! Weights are uploaded once; activations come from a buffer pool.
+
+mod device;
+mod kernels;
+mod oneshot;
+mod pool;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytemuck::Pod;
+
+use super::{shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
+use crate::config::Activation;
+use crate::weights::TensorData;
+use kernels::*;
+use pool::{Pool, PoolBuffer};
+
+/// A tensor in GPU memory: row-major f32, shape kept on the host.
+///
+/// A linear weight from `prepare_linear` has shape `[in, out]` (transposed);
+/// a conv weight from `prepare_conv` has `[groups, kernel·in/groups, out/groups]`.
+pub struct GpuTensor {
+    shape: Vec<usize>,
+    buf: PoolBuffer,
+}
+
+impl GpuTensor {
+    fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    fn buffer(&self) -> &wgpu::Buffer {
+        self.buf.buffer()
+    }
+    /// `(batch, time, channels)` of a rank-3 activation.
+    fn btc(&self, op: &'static str) -> Result<(usize, usize, usize), BackendError> {
+        match self.shape[..] {
+            [b, t, c] => Ok((b, t, c)),
+            _ => Err(shape_err(op, format!("expected [batch, time, channels], got {:?}", self.shape))),
+        }
+    }
+}
+
+impl std::fmt::Debug for GpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuTensor{:?}", self.shape)
+    }
+}
+
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: String,
+    max_groups: u32,
+    pool: Arc<Pool>,
+    recorder: Mutex<Recorder>,
+    errors: Arc<Mutex<Option<String>>>,
+    /// Bound where a kernel's optional input is absent (read-only slots).
+    dummy: wgpu::Buffer,
+    /// The same for read-write slots (one buffer may not be bound both ways).
+    dummy_rw: wgpu::Buffer,
+}
+
+/// A submitted copy waiting to be mapped.
+struct Readback {
+    staging: wgpu::Buffer,
+    shape: Vec<usize>,
+    mapped: oneshot::Receiver<Result<(), wgpu::BufferAsyncError>>,
+}
+
+fn device_err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Device(e.to_string())
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32, BackendError> {
+    u32::try_from(v).map_err(|_| BackendError::Device(format!("{what} = {v} does not fit the GPU's 32-bit indexing")))
+}
+
+impl Gpu {
+    /// Opens the default adapter, blocking until the device is ready.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new() -> Result<Gpu, BackendError> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// Opens the default adapter (the only way on the web, where it is async).
+    pub async fn new_async() -> Result<Gpu, BackendError> {
+        let opened = device::open().await?;
+        let limits = opened.device.limits();
+        let pool = Pool::new(opened.device.clone(), limits.max_storage_buffer_binding_size.min(limits.max_buffer_size));
+        let storage = |rw: bool| {
+            opened.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(if rw { "dummy_rw" } else { "dummy" }),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        Ok(Gpu {
+            dummy: storage(false),
+            dummy_rw: storage(true),
+            max_groups: limits.max_compute_workgroups_per_dimension,
+            adapter: opened.adapter,
+            errors: opened.errors,
+            pool,
+            recorder: Mutex::new(Recorder::default()),
+            queue: opened.queue,
+            device: opened.device,
+        })
+    }
+
+    /// The adapter's name and API, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)".
+    pub fn adapter_name(&self) -> &str {
+        &self.adapter
+    }
+
+    /// Submits the recorded work without reading anything back.
+    pub fn flush(&self) -> Result<(), BackendError> {
+        let mut rec = self.recorder()?;
+        if rec.dispatches > 0 {
+            let encoder = rec.take_encoder(&self.device);
+            self.queue.submit([encoder.finish()]);
+            rec.submitted();
+        }
+        drop(rec);
+        self.check_errors()
+    }
+
+    /// Reads a tensor back without blocking: what the browser needs.
+    pub async fn download_async(&self, t: &GpuTensor) -> Result<TensorData, BackendError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.download(t)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let Some(rb) = self.start_readback(t)? else {
+                return Ok(TensorData { shape: t.shape.clone(), data: Vec::new() });
+            };
+            let mapped = (&mut rb.mapped).await;
+            self.finish_readback(rb, mapped)
+        }
+    }
+
+    fn recorder(&self) -> Result<MutexGuard<'_, Recorder>, BackendError> {
+        self.recorder.lock().map_err(|_| BackendError::Device("the GPU recorder was poisoned by an earlier panic".into()))
+    }
+
+    fn check_errors(&self) -> Result<(), BackendError> {
+        match self.errors.lock().ok().and_then(|e| e.clone()) {
+            Some(e) => Err(BackendError::Device(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the copy of `t` into a staging buffer, submits all pending
+    /// work, and asks for the mapping. `None` for an empty tensor.
+    fn start_readback(&self, t: &GpuTensor) -> Result<Option<Readback>, BackendError> {
+        self.check_errors()?;
+        let bytes = (t.numel() * 4) as u64;
+        if bytes == 0 {
+            return Ok(None);
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut rec = self.recorder()?;
+            let mut encoder = rec.take_encoder(&self.device);
+            encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
+            self.queue.submit([encoder.finish()]);
+            rec.submitted();
+        }
+        let (tx, rx) = oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        self.check_errors()?;
+        Ok(Some(Readback { staging, shape: t.shape.clone(), mapped: rx }))
+    }
+
+    fn finish_readback(&self, rb: Readback, mapped: Result<(), wgpu::BufferAsyncError>) -> Result<TensorData, BackendError> {
+        self.check_errors()?;
+        mapped.map_err(|e| BackendError::Device(format!("reading a tensor back from the GPU failed: {e}")))?;
+        let data = {
+            let view = rb.staging.slice(..).get_mapped_range().map_err(device_err)?;
+            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+        };
+        rb.staging.unmap();
+        Ok(TensorData { shape: rb.shape, data })
+    }
+
+    fn alloc(&self, shape: Vec<usize>, what: &'static str) -> Result<GpuTensor, BackendError> {
+        let bytes = shape.iter().product::<usize>() as u64 * 4;
+        Ok(GpuTensor { buf: self.pool.take(bytes, what)?, shape })
+    }
+
+    /// `n` workgroups of a 1-D launch, folded into (x, y) past the per-dimension limit.
+    fn fold(&self, n: usize) -> Result<[u32; 3], BackendError> {
+        let max = self.max_groups as usize;
+        if n <= max {
+            return Ok([n as u32, 1, 1]);
+        }
+        let y = n.div_ceil(max);
+        if y > max {
+            return Err(BackendError::Device(format!("{n} workgroups exceed this GPU's {max}² limit")));
+        }
+        Ok([n.div_ceil(y) as u32, y as u32, 1])
+    }
+
+    fn groups(&self, g: [usize; 3], op: &str) -> Result<[u32; 3], BackendError> {
+        if g.iter().any(|&v| v > self.max_groups as usize) {
+            return Err(BackendError::Device(format!("{op}: launch {g:?} exceeds max_compute_workgroups_per_dimension {}", self.max_groups)));
+        }
+        Ok([g[0] as u32, g[1] as u32, g[2] as u32])
+    }
+
+    fn run<P: Pod>(&self, k: &Kernel, params: &P, buffers: &[&wgpu::Buffer], groups: [u32; 3]) -> Result<(), BackendError> {
+        self.recorder()?.dispatch(&self.device, &self.queue, k, bytemuck::bytes_of(params), buffers, groups)?;
+        self.check_errors()
+    }
+
+    fn matmul(&self, p: &MatmulParams, a: &wgpu::Buffer, b: &wgpu::Buffer, bias: Option<&wgpu::Buffer>, c: &wgpu::Buffer, batches: usize) -> Result<(), BackendError> {
+        let g = self.groups([(p.n as usize).div_ceil(64), (p.m as usize).div_ceil(64), batches], "matmul")?;
+        self.run(&MATMUL, p, &[a, b, bias.unwrap_or(&self.dummy), c], g)
+    }
+
+    fn elementwise(&self, k: &Kernel, p: &ElementwiseParams, src: &wgpu::Buffer, pos: &wgpu::Buffer, dst: &wgpu::Buffer, count: usize) -> Result<(), BackendError> {
+        let g = self.fold(count.div_ceil(256))?;
+        self.run(k, p, &[src, pos, dst], g)
+    }
+}
+
+impl Backend for Gpu {
+    type Tensor = GpuTensor;
+
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<GpuTensor, BackendError> {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(shape_err("upload", format!("shape {shape:?} does not hold {} values", data.len())));
+        }
+        Ok(GpuTensor { buf: self.pool.upload(bytemuck::cast_slice(data), "upload")?, shape: shape.to_vec() })
+    }
+
+    /// Stored transposed, `[in, out]`, so the GEMM reads it n-contiguous.
+    fn prepare_linear(&self, w: &TensorData) -> Result<GpuTensor, BackendError> {
+        let [out_f, in_f] = w.shape[..] else {
+            return Err(shape_err("linear weight", format!("expected [out, in], got {:?}", w.shape)));
+        };
+        let mut t = vec![0.0f32; w.data.len()];
+        for o in 0..out_f {
+            for i in 0..in_f {
+                t[i * out_f + o] = w.data[o * in_f + i];
+            }
+        }
+        self.upload(&[in_f, out_f], &t)
+    }
+
+    /// Rearranged to `[groups][kernel·in_per_group][out_per_group]` like the
+    /// CPU backend: one window of channels-last input times the weight is a
+    /// GEMM row.
+    fn prepare_conv(&self, w: &TensorData, spec: &ConvSpec) -> Result<GpuTensor, BackendError> {
+        let (cin_g, cout_g) = (spec.in_channels / spec.groups, spec.out_channels / spec.groups);
+        if w.shape != [spec.out_channels, cin_g, spec.kernel] {
+            return Err(shape_err("conv weight", format!("expected {:?}, got {:?}", [spec.out_channels, cin_g, spec.kernel], w.shape)));
+        }
+        let mut out = vec![0.0; w.data.len()];
+        for g in 0..spec.groups {
+            for co in 0..cout_g {
+                for ci in 0..cin_g {
+                    for j in 0..spec.kernel {
+                        let src = ((g * cout_g + co) * cin_g + ci) * spec.kernel + j;
+                        out[g * spec.kernel * cin_g * cout_g + (j * cin_g + ci) * cout_g + co] = w.data[src];
+                    }
+                }
+            }
+        }
+        self.upload(&[spec.groups, spec.kernel * cin_g, cout_g], &out)
+    }
+
+    /// Submits everything recorded so far and blocks on the copy (native only;
+    /// on the web use [`Gpu::download_async`]).
+    fn download(&self, t: &GpuTensor) -> Result<TensorData, BackendError> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = t;
+            Err(BackendError::Device("Gpu::download would block the browser; await Gpu::download_async instead".into()))
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let Some(rb) = self.start_readback(t)? else {
+                return Ok(TensorData { shape: t.shape.clone(), data: Vec::new() });
+            };
+            self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| BackendError::Device(format!("waiting for the GPU failed: {e}")))?;
+            let mapped = rb.mapped.try_take().ok_or_else(|| BackendError::Device("the GPU finished but the readback was not mapped".into()))?;
+            self.finish_readback(rb, mapped)
+        }
+    }
+
+    fn shape<'a>(&self, t: &'a GpuTensor) -> &'a [usize] {
+        &t.shape
+    }
+
+    fn conv1d(&self, x: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor>, spec: &ConvSpec) -> Result<GpuTensor, BackendError> {
+        let (batch, len, cin) = x.btc("conv1d")?;
+        if cin != spec.in_channels {
+            return Err(shape_err("conv1d", format!("input has {cin} channels, the layer expects {}", spec.in_channels)));
+        }
+        let (cin_g, cout_g) = (cin / spec.groups, spec.out_channels / spec.groups);
+        let window = spec.kernel * cin_g;
+        if w.shape != [spec.groups, window, cout_g] {
+            return Err(shape_err("conv1d", format!("weight {:?} was not prepared for {spec:?}", w.shape)));
+        }
+        let out_len = spec.out_len(len);
+        let out = self.alloc(vec![batch, out_len, spec.out_channels], "conv1d")?;
+        let u = |v: usize| u32_of(v, "conv1d size");
+        let mut p = MatmulParams {
+            m: u(batch * out_len)?,
+            n: u(cout_g)?,
+            k: u(window)?,
+            a_rows: u(out_len.max(1))?,
+            a_item: u(len * cin)?,
+            b_sk: u(cout_g)?,
+            b_sn: 1,
+            ldc: u(spec.out_channels)?,
+            zh: u(spec.groups)?,
+            has_bias: bias.is_some() as u32,
+            alpha: 1.0,
+            ..Default::default()
+        };
+        if spec.groups == 1 && spec.padding == 0 {
+            // Overlapping windows of the input are the GEMM rows.
+            p.lda = u(spec.stride * cin)?;
+        } else {
+            p.a_mode = 1;
+            p.a_sh = u(cin_g)?;
+            p.b_sh = u(window * cout_g)?;
+            p.c_sh = u(cout_g)?;
+            p.bias_sh = u(cout_g)?;
+            p.cv_len = u(len)?;
+            p.cv_stride = u(spec.stride)?;
+            p.cv_pad = u(spec.padding)?;
+            p.cv_cin = u(cin)?;
+            p.cv_cin_g = u(cin_g)?;
+        }
+        self.matmul(&p, x.buffer(), w.buffer(), bias.map(GpuTensor::buffer), out.buffer(), spec.groups)?;
+        Ok(out)
+    }
+
+    fn group_norm_time(&self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, eps: f32) -> Result<GpuTensor, BackendError> {
+        let (batch, len, c) = x.btc("group_norm")?;
+        if gamma.numel() != c || beta.numel() != c {
+            return Err(shape_err("group_norm", format!("{} weights for {c} channels", gamma.numel())));
+        }
+        let out = self.alloc(x.shape.clone(), "group_norm")?;
+        let chunks = len.div_ceil(GN_CHUNK);
+        let partials = self.alloc(vec![batch, chunks, c, 2], "group_norm partials")?;
+        let coeffs = self.alloc(vec![batch, c, 2], "group_norm coefficients")?;
+        let p = GroupNormParams { t: u32_of(len, "frames")?, c: c as u32, batch: batch as u32, chunks: chunks as u32, eps, _pad: [0; 3] };
+        let bufs = [x.buffer(), gamma.buffer(), beta.buffer(), partials.buffer(), coeffs.buffer(), out.buffer()];
+        self.run(&GN_STATS, &p, &bufs, self.groups([c.div_ceil(64), chunks, batch], "group_norm")?)?;
+        self.run(&GN_FINALIZE, &p, &bufs, self.fold((batch * c).div_ceil(256))?)?;
+        self.run(&GN_APPLY, &p, &bufs, self.fold((batch * len * c).div_ceil(256))?)?;
+        Ok(out)
+    }
+
+    fn layer_norm(&self, x: &GpuTensor, residual: Option<&GpuTensor>, gamma: &GpuTensor, beta: &GpuTensor, eps: f32) -> Result<GpuTensor, BackendError> {
+        let c = *x.shape.last().ok_or_else(|| shape_err("layer_norm", "scalar input"))?;
+        if gamma.numel() != c || beta.numel() != c {
+            return Err(shape_err("layer_norm", format!("{} weights for {c} channels", gamma.numel())));
+        }
+        if let Some(r) = residual {
+            if r.shape != x.shape {
+                return Err(shape_err("layer_norm", format!("residual {:?} vs input {:?}", r.shape, x.shape)));
+            }
+        }
+        let rows = if c == 0 { 0 } else { x.numel() / c };
+        let out = self.alloc(x.shape.clone(), "layer_norm")?;
+        let p = LayerNormParams { rows: u32_of(rows, "rows")?, c: c as u32, has_residual: residual.is_some() as u32, eps };
+        let r = residual.map_or(&self.dummy, GpuTensor::buffer);
+        self.run(&LAYER_NORM, &p, &[x.buffer(), r, gamma.buffer(), beta.buffer(), out.buffer()], self.fold(rows)?)?;
+        Ok(out)
+    }
+
+    fn activate(&self, x: GpuTensor, act: Activation) -> Result<GpuTensor, BackendError> {
+        let n = x.numel();
+        let p = ElementwiseParams { count: u32_of(n, "elements")?, act: act_code(Some(act)), ..Default::default() };
+        self.elementwise(&ACTIVATE, &p, &self.dummy, &self.dummy, x.buffer(), n)?;
+        Ok(x)
+    }
+
+    fn linear(&self, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>, act: Option<Activation>) -> Result<GpuTensor, BackendError> {
+        let [in_f, out_f] = w.shape[..] else {
+            return Err(shape_err("linear", format!("weight {:?} did not come from prepare_linear", w.shape)));
+        };
+        let width = *x.shape.last().ok_or_else(|| shape_err("linear", "scalar input"))?;
+        if width != in_f {
+            return Err(shape_err("linear", format!("input width {width}, weight expects {in_f}")));
+        }
+        if let Some(b) = b {
+            if b.numel() != out_f {
+                return Err(shape_err("linear", format!("bias of {} for {out_f} outputs", b.numel())));
+            }
+        }
+        let rows = x.numel() / in_f.max(1);
+        let mut shape = x.shape.clone();
+        *shape.last_mut().expect("checked non-empty") = out_f;
+        let out = self.alloc(shape, "linear")?;
+        let p = MatmulParams {
+            m: u32_of(rows, "rows")?,
+            n: out_f as u32,
+            k: in_f as u32,
+            lda: in_f as u32,
+            a_rows: u32_of(rows.max(1), "rows")?,
+            b_sk: out_f as u32,
+            b_sn: 1,
+            ldc: out_f as u32,
+            zh: 1,
+            has_bias: b.is_some() as u32,
+            act: act_code(act),
+            alpha: 1.0,
+            ..Default::default()
+        };
+        self.matmul(&p, x.buffer(), w.buffer(), b.map(GpuTensor::buffer), out.buffer(), 1)?;
+        Ok(out)
+    }
+
+    fn avg_pool_add(&self, x: &GpuTensor, factor: usize, pos: &GpuTensor) -> Result<GpuTensor, BackendError> {
+        let (batch, len, c) = x.btc("avg_pool")?;
+        let (pb, plen, pc) = pos.btc("avg_pool")?;
+        if pb != batch || pc != c || factor == 0 {
+            return Err(shape_err("avg_pool", format!("position embeddings {:?} vs input {:?}, factor {factor}", pos.shape, x.shape)));
+        }
+        let out_len = (len / factor).min(plen);
+        let out = self.alloc(vec![batch, out_len, c], "avg_pool")?;
+        let n = out.numel();
+        let p = ElementwiseParams {
+            count: u32_of(n, "elements")?,
+            c: c as u32,
+            factor: factor as u32,
+            src_len: len as u32,
+            dst_len: out_len as u32,
+            pos_len: plen as u32,
+            ..Default::default()
+        };
+        self.elementwise(&AVG_POOL_ADD, &p, x.buffer(), pos.buffer(), out.buffer(), n)?;
+        Ok(out)
+    }
+
+    fn attention(
+        &self,
+        qkv: &GpuTensor,
+        pos_key: Option<&GpuTensor>,
+        pos_query: Option<&GpuTensor>,
+        lengths: &[usize],
+        spec: &AttentionSpec,
+        want_probs: bool,
+    ) -> Result<(GpuTensor, Option<GpuTensor>), BackendError> {
+        let (batch, len, width) = qkv.btc("attention")?;
+        let (h, d) = (spec.heads, spec.head_dim);
+        let hd = h * d;
+        if width != 3 * hd || lengths.len() != batch {
+            return Err(shape_err("attention", format!("qkv {:?} for {h} heads of {d}, {} lengths", qkv.shape, lengths.len())));
+        }
+        if d > 128 {
+            return Err(shape_err("attention", format!("head size {d} is above the GPU kernel's 128")));
+        }
+        let c2p = spec.relative && spec.c2p;
+        let p2c = spec.relative && spec.p2c;
+        let two_span = 2 * spec.span;
+        let rel = |p: Option<&GpuTensor>, name: &str, key_part: usize| -> Result<Option<GpuTensor>, BackendError> {
+            let p = match p {
+                Some(p) if p.shape == [two_span, hd] => p,
+                _ => return Err(shape_err("attention", format!("{name} must be [{two_span}, {hd}]"))),
+            };
+            // [B, H, T, 2·span] = scale · (query or key rows of each head) · Pᵀ.
+            let out = self.alloc(vec![batch, h, len, two_span], "attention relative terms")?;
+            let m = MatmulParams {
+                m: u32_of(len, "frames")?,
+                n: two_span as u32,
+                k: d as u32,
+                a_off: (key_part * hd) as u32,
+                lda: 3 * hd as u32,
+                a_rows: len.max(1) as u32,
+                b_sk: 1,
+                b_sn: hd as u32,
+                ldc: two_span as u32,
+                zh: h as u32,
+                a_sb: u32_of(len * 3 * hd, "qkv size")?,
+                a_sh: d as u32,
+                b_sh: d as u32,
+                c_sb: u32_of(h * len * two_span, "relative term size")?,
+                c_sh: u32_of(len * two_span, "relative term size")?,
+                alpha: spec.scale(),
+                ..Default::default()
+            };
+            self.matmul(&m, qkv.buffer(), p.buffer(), None, out.buffer(), batch * h)?;
+            Ok(Some(out))
+        };
+        let c2p_t = if c2p { rel(pos_key, "pos_key", 0)? } else { None };
+        let p2c_t = if p2c { rel(pos_query, "pos_query", 1)? } else { None };
+
+        let ctx = self.alloc(vec![batch, len, hd], "attention context")?;
+        let stats = self.alloc(vec![batch, h, len, 2], "attention row statistics")?;
+        let probs = if want_probs { Some(self.alloc(vec![batch, h, len, len], "attention probabilities")?) } else { None };
+        let mid = spec.buckets / 2;
+        let log_base = if spec.buckets > 0 && spec.max_position > 0 {
+            (((spec.max_position as f64 - 1.0) / mid as f64) as f32).ln()
+        } else {
+            1.0
+        };
+        let bufs = [
+            qkv.buffer(),
+            c2p_t.as_ref().map_or(&self.dummy, GpuTensor::buffer),
+            p2c_t.as_ref().map_or(&self.dummy, GpuTensor::buffer),
+            ctx.buffer(),
+            stats.buffer(),
+            probs.as_ref().map_or(&self.dummy_rw, GpuTensor::buffer),
+        ];
+        for (b, &valid) in lengths.iter().enumerate() {
+            let p = AttentionParams {
+                t: u32_of(len, "frames")?,
+                heads: h as u32,
+                d: d as u32,
+                hd: hd as u32,
+                two_span: two_span as u32,
+                terms: c2p as u32 | (p2c as u32) << 1,
+                buckets: spec.buckets.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+                max_pos: spec.max_position.min(i32::MAX as usize) as i32,
+                span: spec.span as i32,
+                scale: spec.scale(),
+                log_base,
+                item: b as u32,
+                valid: valid.min(len) as u32,
+                _pad: [0; 3],
+            };
+            self.run(&ATTENTION, &p, &bufs, self.groups([len.div_ceil(16), h, 1], "attention")?)?;
+            if want_probs {
+                self.run(&ATTENTION_PROBS, &p, &bufs, self.fold((h * len * len).div_ceil(256))?)?;
+            }
+        }
+        Ok((ctx, probs))
+    }
+
+    fn upsample(&self, x: &GpuTensor, factor: usize, len: usize) -> Result<GpuTensor, BackendError> {
+        let (batch, t, width) = x.btc("upsample")?;
+        if factor == 0 || width % factor != 0 {
+            return Err(shape_err("upsample", format!("width {width} not divisible by {factor}")));
+        }
+        let c = width / factor;
+        let have = t * factor;
+        let out = self.alloc(vec![batch, len, c], "upsample")?;
+        let n = out.numel();
+        let p = ElementwiseParams {
+            count: u32_of(n, "elements")?,
+            c: c as u32,
+            src_len: have as u32,
+            dst_len: len as u32,
+            keep: have.min(len) as u32,
+            ..Default::default()
+        };
+        self.elementwise(&UPSAMPLE, &p, x.buffer(), &self.dummy, out.buffer(), n)?;
+        Ok(out)
+    }
+
+    fn mask_frames(&self, x: GpuTensor, lengths: &[usize]) -> Result<GpuTensor, BackendError> {
+        let (batch, len, c) = x.btc("mask_frames")?;
+        for (b, &l) in lengths.iter().enumerate().take(batch) {
+            if l < len {
+                let (start, end) = ((b * len + l) * c, (b + 1) * len * c);
+                let p = ElementwiseParams { start: u32_of(start, "offset")?, end: u32_of(end, "offset")?, ..Default::default() };
+                self.elementwise(&ZERO_RANGE, &p, &self.dummy, &self.dummy, x.buffer(), end - start)?;
+            }
+        }
+        Ok(x)
+    }
+
+    fn weighted_sum(&self, xs: &[&GpuTensor], weights: &[f32]) -> Result<GpuTensor, BackendError> {
+        let first = xs.first().ok_or_else(|| shape_err("weighted_sum", "no inputs"))?;
+        if weights.len() != xs.len() {
+            return Err(shape_err("weighted_sum", format!("{} weights for {} inputs", weights.len(), xs.len())));
+        }
+        let out = self.alloc(first.shape.clone(), "weighted_sum")?;
+        let n = out.numel();
+        for (i, (x, &w)) in xs.iter().zip(weights).enumerate() {
+            if x.shape != first.shape {
+                return Err(shape_err("weighted_sum", format!("{:?} vs {:?}", x.shape, first.shape)));
+            }
+            let p = ElementwiseParams { count: u32_of(n, "elements")?, weight: w, accumulate: (i > 0) as u32, ..Default::default() };
+            self.elementwise(&AXPY, &p, x.buffer(), &self.dummy, out.buffer(), n)?;
+        }
+        Ok(out)
+    }
+
+    fn masked_mean(&self, x: &GpuTensor, lengths: &[usize]) -> Result<GpuTensor, BackendError> {
+        let (batch, len, c) = x.btc("masked_mean")?;
+        let out = self.alloc(vec![batch, c], "masked_mean")?;
+        for b in 0..batch {
+            let frames = lengths.get(b).copied().unwrap_or(len).min(len);
+            let p = MaskedMeanParams { t: u32_of(len, "frames")?, c: c as u32, item: b as u32, frames: frames as u32 };
+            self.run(&MASKED_MEAN, &p, &[x.buffer(), out.buffer()], self.groups([c.div_ceil(64), 1, 1], "masked_mean")?)?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,128 @@
+//! Storage buffers recycled across ops and forward passes.
+//!
+//! Sizes are rounded up to a size class (8 classes per power of two) so a
+//! buffer freed by one clip length serves the next. A tensor's buffer goes
+//! back to the pool when the tensor drops. That is safe even while commands
+//! that read it are still being recorded: the GPU runs one submission's
+//! commands in order, so any later write to the recycled buffer comes after
+//! those reads. Uploads never write into a recycled buffer through the queue
+//! (which would run before the pending commands); they get a fresh buffer
+//! filled at creation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::BackendError;
+
+/// Free buffers kept beyond this many bytes are released.
+const MAX_FREE_BYTES: u64 = 512 << 20;
+
+pub(crate) struct Pool {
+    device: wgpu::Device,
+    /// The device's `max_storage_buffer_binding_size`: no tensor may exceed it.
+    max_binding: u64,
+    free: Mutex<Free>,
+}
+
+#[derive(Default)]
+struct Free {
+    by_size: HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes: u64,
+}
+
+/// A pooled storage buffer; returns to the pool on drop.
+pub(crate) struct PoolBuffer {
+    buffer: Option<wgpu::Buffer>,
+    pool: Arc<Pool>,
+}
+
+impl PoolBuffer {
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for PoolBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            self.pool.give_back(b);
+        }
+    }
+}
+
+const USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
+impl Pool {
+    pub fn new(device: wgpu::Device, max_binding: u64) -> Arc<Self> {
+        Arc::new(Pool { device, max_binding, free: Mutex::new(Free::default()) })
+    }
+
+    /// The allocation size for `bytes`: at least 16, rounded up to a size class
+    /// but never past the binding limit.
+    fn class(&self, bytes: u64) -> u64 {
+        let bytes = bytes.max(16);
+        let step = (bytes.next_power_of_two() / 8).max(16);
+        let rounded = bytes.div_ceil(step) * step;
+        if rounded <= self.max_binding { rounded } else { bytes.div_ceil(16) * 16 }
+    }
+
+    fn check(&self, bytes: u64, what: &str) -> Result<(), BackendError> {
+        if bytes > self.max_binding {
+            return Err(BackendError::Device(format!(
+                "{what} needs a {} MiB buffer, over this GPU's max_storage_buffer_binding_size of {} MiB; use a shorter clip or a smaller batch",
+                bytes >> 20,
+                self.max_binding >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// An uninitialized buffer of at least `bytes`.
+    pub fn take(self: &Arc<Self>, bytes: u64, what: &str) -> Result<PoolBuffer, BackendError> {
+        self.check(bytes, what)?;
+        let size = self.class(bytes);
+        let reused = {
+            let mut free = self.free.lock().map_err(|_| poisoned())?;
+            let b = free.by_size.get_mut(&size).and_then(Vec::pop);
+            if b.is_some() {
+                free.bytes -= size;
+            }
+            b
+        };
+        let buffer = reused.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size, usage: USAGE, mapped_at_creation: false })
+        });
+        Ok(PoolBuffer { buffer: Some(buffer), pool: self.clone() })
+    }
+
+    /// A fresh buffer holding `data`.
+    pub fn upload(self: &Arc<Self>, data: &[u8], what: &str) -> Result<PoolBuffer, BackendError> {
+        self.check(data.len() as u64, what)?;
+        if data.is_empty() {
+            return self.take(0, what);
+        }
+        let size = self.class(data.len() as u64);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size, usage: USAGE, mapped_at_creation: true });
+        {
+            let mut view = buffer.slice(..data.len() as u64).get_mapped_range_mut().map_err(|e| BackendError::Device(format!("{what}: {e}")))?;
+            view.copy_from_slice(data);
+        }
+        buffer.unmap();
+        Ok(PoolBuffer { buffer: Some(buffer), pool: self.clone() })
+    }
+
+    fn give_back(&self, buffer: wgpu::Buffer) {
+        let size = buffer.size();
+        if let Ok(mut free) = self.free.lock() {
+            if free.bytes + size <= MAX_FREE_BYTES {
+                free.bytes += size;
+                free.by_size.entry(size).or_default().push(buffer);
+            }
+        }
+    }
+}
+
+fn poisoned() -> BackendError {
+    BackendError::Device("the GPU buffer pool was poisoned by an earlier panic".into())
+}

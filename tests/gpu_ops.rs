@@ -1,0 +1,302 @@
+//! Every GPU op against the CPU backend on awkward shapes: odd lengths,
+//! lengths off the tile sizes, single frames, padded batches, attention past
+//! the bucket midpoint. Fails (does not skip) when no GPU adapter exists;
+//! natively lavapipe (Mesa's CPU Vulkan driver) is enough.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use sewd::backend::cpu::Cpu;
+use sewd::backend::gpu::Gpu;
+use sewd::backend::{relative, AttentionSpec, Backend, ConvSpec};
+use sewd::config::Activation;
+use sewd::weights::TensorData;
+
+const TOL: f32 = 1e-5;
+
+fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let g = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("adapter: {}", g.adapter_name());
+        g
+    })
+}
+
+/// Deterministic values in [-scale, scale).
+fn rand(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn data(shape: &[usize], seed: u64) -> TensorData {
+    TensorData { shape: shape.to_vec(), data: rand(shape.iter().product(), seed, 1.0) }
+}
+
+/// The same host tensor on both backends.
+fn both(shape: &[usize], seed: u64) -> (<Cpu as Backend>::Tensor, <Gpu as Backend>::Tensor) {
+    let d = data(shape, seed);
+    (Cpu.upload(shape, &d.data).unwrap(), gpu().upload(shape, &d.data).unwrap())
+}
+
+fn check(what: &str, cpu: &<Cpu as Backend>::Tensor, gpu_t: &<Gpu as Backend>::Tensor, tol: f32) {
+    let want = Cpu.download(cpu).unwrap();
+    let got = gpu().download(gpu_t).unwrap();
+    common::assert_close(what, &got.data, &want.data, &got.shape, &want.shape, tol);
+}
+
+const ACTS: [Activation; 6] =
+    [Activation::Gelu, Activation::GeluTanh, Activation::Relu, Activation::Selu, Activation::Tanh, Activation::Silu];
+
+#[test]
+fn linear_odd_shapes_bias_and_every_activation() {
+    for (i, &(rows, inp, out)) in [(1, 3, 5), (37, 45, 67), (130, 64, 129), (2 * 65, 384, 16)].iter().enumerate() {
+        let (xc, xg) = both(&[rows, inp], i as u64);
+        let w = data(&[out, inp], 100 + i as u64);
+        let (wc, wg) = (Cpu.prepare_linear(&w).unwrap(), gpu().prepare_linear(&w).unwrap());
+        let (bc, bg) = both(&[out], 200 + i as u64);
+        let acts = std::iter::once(None).chain(ACTS.iter().copied().map(Some));
+        for act in acts {
+            let c = Cpu.linear(&xc, &wc, Some(&bc), act).unwrap();
+            let g = gpu().linear(&xg, &wg, Some(&bg), act).unwrap();
+            check(&format!("linear {rows}x{inp}->{out} {act:?}"), &c, &g, TOL);
+        }
+        let c = Cpu.linear(&xc, &wc, None, None).unwrap();
+        let g = gpu().linear(&xg, &wg, None, None).unwrap();
+        check(&format!("linear {rows}x{inp}->{out} no bias"), &c, &g, TOL);
+    }
+    // Rank 3 input.
+    let (xc, xg) = both(&[2, 7, 9], 9);
+    let w = data(&[11, 9], 10);
+    let c = Cpu.linear(&xc, &Cpu.prepare_linear(&w).unwrap(), None, None).unwrap();
+    let g = gpu().linear(&xg, &gpu().prepare_linear(&w).unwrap(), None, None).unwrap();
+    check("linear rank 3", &c, &g, TOL);
+}
+
+#[test]
+fn activations_elementwise() {
+    let mut v = rand(1001, 3, 6.0);
+    v.extend([0.0, -0.0, 20.0, -20.0, 100.0, -100.0]);
+    for act in ACTS {
+        let c = Cpu.activate(Cpu.upload(&[1, 1, v.len()], &v).unwrap(), act).unwrap();
+        let g = gpu().activate(gpu().upload(&[1, 1, v.len()], &v).unwrap(), act).unwrap();
+        check(&format!("activate {act:?}"), &c, &g, 2e-6);
+    }
+}
+
+fn conv_case(name: &str, batch: usize, len: usize, spec: ConvSpec, seed: u64) {
+    let (xc, xg) = both(&[batch, len, spec.in_channels], seed);
+    let w = data(&[spec.out_channels, spec.in_channels / spec.groups, spec.kernel], seed + 1);
+    let (bc, bg) = both(&[spec.out_channels], seed + 2);
+    let (wc, wg) = (Cpu.prepare_conv(&w, &spec).unwrap(), gpu().prepare_conv(&w, &spec).unwrap());
+    let c = Cpu.conv1d(&xc, &wc, Some(&bc), &spec).unwrap();
+    let g = gpu().conv1d(&xg, &wg, Some(&bg), &spec).unwrap();
+    check(name, &c, &g, TOL);
+    let c = Cpu.conv1d(&xc, &wc, None, &spec).unwrap();
+    let g = gpu().conv1d(&xg, &wg, None, &spec).unwrap();
+    check(&format!("{name} no bias"), &c, &g, TOL);
+}
+
+#[test]
+fn feature_encoder_convolutions() {
+    let plain = |cin, cout, kernel, stride| ConvSpec { in_channels: cin, out_channels: cout, kernel, stride, padding: 0, groups: 1, trim_end: 0 };
+    conv_case("conv first layer", 2, 1003, plain(1, 16, 10, 5), 1);
+    conv_case("conv k3 s2", 1, 201, plain(16, 32, 3, 2), 2);
+    conv_case("conv k2 s2 wide", 3, 130, plain(48, 67, 2, 2), 3);
+    conv_case("conv one frame", 1, 10, plain(1, 8, 10, 5), 4);
+    conv_case("conv too short", 1, 5, plain(1, 8, 10, 5), 5);
+}
+
+#[test]
+fn positional_conv_grouped_padded() {
+    let pos = |h, kernel, stride, groups| ConvSpec {
+        in_channels: h,
+        out_channels: h,
+        kernel,
+        stride,
+        padding: kernel / 2,
+        groups,
+        trim_end: usize::from(kernel % 2 == 0),
+    };
+    conv_case("pos conv k15 g4 s2", 2, 77, pos(32, 15, 2, 4), 10);
+    conv_case("pos conv k16 g2 s3", 1, 50, pos(32, 16, 3, 2), 11);
+    conv_case("pos conv k31 g1 s2", 1, 9, pos(24, 31, 2, 1), 12);
+    conv_case("pos conv k128 g16 s2", 1, 301, pos(384, 128, 2, 16), 13);
+}
+
+#[test]
+fn norms() {
+    for &(b, t, c) in &[(2, 1500, 20), (1, 1, 16), (1, 513, 64), (3, 7, 130)] {
+        let (xc, xg) = both(&[b, t, c], 20);
+        let (gc, gg) = both(&[c], 21);
+        let (bc, bg) = both(&[c], 22);
+        let cn = Cpu.group_norm_time(&xc, &gc, &bc, 1e-5).unwrap();
+        let gn = gpu().group_norm_time(&xg, &gg, &bg, 1e-5).unwrap();
+        check(&format!("group_norm {b}x{t}x{c}"), &cn, &gn, 1e-5);
+        let (rc, rg) = both(&[b, t, c], 23);
+        let cl = Cpu.layer_norm(&xc, Some(&rc), &gc, &bc, 1e-5).unwrap();
+        let gl = gpu().layer_norm(&xg, Some(&rg), &gg, &bg, 1e-5).unwrap();
+        check(&format!("layer_norm+residual {b}x{t}x{c}"), &cl, &gl, 1e-5);
+        let cl = Cpu.layer_norm(&xc, None, &gc, &bc, 1e-7).unwrap();
+        let gl = gpu().layer_norm(&xg, None, &gg, &bg, 1e-7).unwrap();
+        check(&format!("layer_norm {b}x{t}x{c}"), &cl, &gl, 1e-5);
+    }
+    // A channel with a large offset: the variance must not cancel.
+    let mut v = rand(2 * 700 * 3, 30, 1.0);
+    v.iter_mut().step_by(3).for_each(|x| *x += 1000.0);
+    let (g, b) = (vec![1.0; 3], vec![0.0; 3]);
+    let cn = Cpu.group_norm_time(&Cpu.upload(&[2, 700, 3], &v).unwrap(), &Cpu.upload(&[3], &g).unwrap(), &Cpu.upload(&[3], &b).unwrap(), 1e-5).unwrap();
+    let gn = gpu()
+        .group_norm_time(&gpu().upload(&[2, 700, 3], &v).unwrap(), &gpu().upload(&[3], &g).unwrap(), &gpu().upload(&[3], &b).unwrap(), 1e-5)
+        .unwrap();
+    check("group_norm offset channel", &cn, &gn, 1e-4);
+}
+
+#[test]
+fn pooling_upsampling_masking_sums() {
+    // avg_pool_add: pooled length from x, pos shorter or longer.
+    for &(len, plen, f) in &[(101, 50, 2), (101, 40, 2), (100, 40, 3), (1, 1, 1)] {
+        let (xc, xg) = both(&[2, len, 9], 40);
+        let (pc, pg) = both(&[2, plen, 9], 41);
+        let c = Cpu.avg_pool_add(&xc, f, &pc).unwrap();
+        let g = gpu().avg_pool_add(&xg, f, &pg).unwrap();
+        check(&format!("avg_pool_add {len}/{f} pos {plen}"), &c, &g, TOL);
+    }
+    for &(t, f, len) in &[(50, 2, 101), (50, 2, 99), (33, 3, 100), (1, 2, 2)] {
+        let (xc, xg) = both(&[2, t, f * 5], 42);
+        let c = Cpu.upsample(&xc, f, len).unwrap();
+        let g = gpu().upsample(&xg, f, len).unwrap();
+        check(&format!("upsample {t}x{f} -> {len}"), &c, &g, 0.0);
+    }
+    let (xc, xg) = both(&[3, 37, 5], 43);
+    let lengths = [37, 12, 0];
+    let c = Cpu.mask_frames(xc, &lengths).unwrap();
+    let g = gpu().mask_frames(xg, &lengths).unwrap();
+    check("mask_frames", &c, &g, 0.0);
+    let ts: Vec<_> = (0..5).map(|i| both(&[2, 33, 7], 50 + i)).collect();
+    let w = [0.1, -0.5, 2.0, 0.25, 1.0];
+    let c = Cpu.weighted_sum(&ts.iter().map(|t| &t.0).collect::<Vec<_>>(), &w).unwrap();
+    let g = gpu().weighted_sum(&ts.iter().map(|t| &t.1).collect::<Vec<_>>(), &w).unwrap();
+    check("weighted_sum", &c, &g, TOL);
+    let (xc, xg) = both(&[3, 301, 70], 60);
+    let lengths = [301, 17, 1];
+    let c = Cpu.masked_mean(&xc, &lengths).unwrap();
+    let g = gpu().masked_mean(&xg, &lengths).unwrap();
+    check("masked_mean", &c, &g, TOL);
+}
+
+struct AttCase {
+    name: &'static str,
+    lengths: Vec<usize>,
+    len: usize,
+    spec: AttentionSpec,
+}
+
+fn att_spec(heads: usize, head_dim: usize, c2p: bool, p2c: bool, buckets: i64, max_position: usize) -> AttentionSpec {
+    let span = if buckets > 0 { buckets as usize } else { max_position };
+    AttentionSpec { heads, head_dim, c2p, p2c, span, buckets, max_position, relative: true }
+}
+
+fn attention_case(case: &AttCase, seed: u64) {
+    let (batch, len, spec) = (case.lengths.len(), case.len, &case.spec);
+    let hd = spec.heads * spec.head_dim;
+    let (qc, qg) = both(&[batch, len, 3 * hd], seed);
+    let (kc, kg) = both(&[2 * spec.span, hd], seed + 1);
+    let (pc, pg) = both(&[2 * spec.span, hd], seed + 2);
+    let (cc, cp) = Cpu.attention(&qc, Some(&kc), Some(&pc), &case.lengths, spec, true).unwrap();
+    let (gc, gp) = gpu().attention(&qg, Some(&kg), Some(&pg), &case.lengths, spec, true).unwrap();
+    check(&format!("{} context", case.name), &cc, &gc, 2e-5);
+    check(&format!("{} probs", case.name), &cp.unwrap(), &gp.unwrap(), 2e-5);
+    // Without probabilities: the context alone must match too.
+    let (gc2, none) = gpu().attention(&qg, Some(&kg), Some(&pg), &case.lengths, spec, false).unwrap();
+    assert!(none.is_none());
+    check(&format!("{} context (no probs)", case.name), &cc, &gc2, 2e-5);
+}
+
+#[test]
+fn attention_against_cpu() {
+    let cases = [
+        AttCase { name: "T=300 b256 both, padded batch", len: 300, lengths: vec![300, 177], spec: att_spec(2, 16, true, true, 256, 512) },
+        AttCase { name: "T=300 b16 both", len: 300, lengths: vec![300], spec: att_spec(3, 8, true, true, 16, 64) },
+        AttCase { name: "T=1", len: 1, lengths: vec![1], spec: att_spec(2, 16, true, true, 256, 512) },
+        AttCase { name: "T=70 D=64 c2p", len: 70, lengths: vec![70, 33], spec: att_spec(2, 64, true, false, 32, 128) },
+        AttCase { name: "T=45 D=128 p2c", len: 45, lengths: vec![45], spec: att_spec(1, 128, false, true, 32, 128) },
+        AttCase { name: "T=129 D=24 no buckets", len: 129, lengths: vec![100], spec: att_spec(2, 24, true, true, -1, 40) },
+        AttCase { name: "T=33 zero valid", len: 33, lengths: vec![33, 0], spec: att_spec(2, 16, true, true, 8, 16) },
+        AttCase {
+            name: "T=50 no relative",
+            len: 50,
+            lengths: vec![50, 20],
+            spec: AttentionSpec { relative: false, ..att_spec(2, 16, true, true, 32, 64) },
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        attention_case(case, 70 + 10 * i as u64);
+    }
+}
+
+/// Reads the GPU's relative-position index back through the attention
+/// probabilities: with one head of size 1, q = 1, k = 0 and pos_key[r] =
+/// 0.01·r, the score of (i, j) is scale·0.01·idx(i - j), so log-probability
+/// differences along a row give idx exactly. Rows 0 and T-1 cover every
+/// offset in -(T-1)..=T-1.
+#[test]
+fn bucket_indices_match_cpu_exactly() {
+    let len = 1000;
+    for &(buckets, max) in &[(256i64, 512usize), (32, 128), (16, 64), (-1, 512)] {
+        let spec = AttentionSpec { heads: 1, head_dim: 1, c2p: true, p2c: false, span: 0, buckets, max_position: max, relative: true };
+        let spec = AttentionSpec { span: if buckets > 0 { buckets as usize } else { max }, ..spec };
+        let mut qkv = vec![0.0f32; len * 3];
+        qkv.iter_mut().step_by(3).for_each(|q| *q = 1.0);
+        let step = 0.01f32;
+        let pos: Vec<f32> = (0..2 * spec.span).map(|r| r as f32 * step).collect();
+        let g = gpu();
+        let (_, probs) = g
+            .attention(&g.upload(&[1, len, 3], &qkv).unwrap(), Some(&g.upload(&[2 * spec.span, 1], &pos).unwrap()), None, &[len], &spec, true)
+            .unwrap();
+        let probs = g.download(&probs.unwrap()).unwrap().data;
+        let unit = spec.scale() * step;
+        for (i, sign) in [(0usize, -1i64), (len - 1, 1)] {
+            let row = &probs[i * len..(i + 1) * len];
+            // idx(0) = span sits at j = i.
+            let at_zero = row[i].ln();
+            for (j, p) in row.iter().enumerate() {
+                let d = i as i64 - j as i64;
+                let got = spec.span as f32 + (p.ln() - at_zero) / unit;
+                let want = relative::embedding_index(d, buckets, max, spec.span);
+                assert!((got - want as f32).abs() < 0.05, "b{buckets} m{max}: offset {d} ({sign}): GPU index {got}, CPU {want}");
+            }
+        }
+    }
+}
+
+#[test]
+fn one_submission_for_many_ops_and_reuse() {
+    // A chain of ops read back once; then again with buffers from the pool.
+    for round in 0..2 {
+        let (xc, xg) = both(&[1, 129, 32], 90 + round);
+        let w = TensorData { shape: vec![32, 32], data: rand(32 * 32, 91, 0.3) };
+        let (wc, wg) = (Cpu.prepare_linear(&w).unwrap(), gpu().prepare_linear(&w).unwrap());
+        let (mut c, mut g) = (xc, xg);
+        for _ in 0..20 {
+            c = Cpu.activate(Cpu.linear(&c, &wc, None, None).unwrap(), Activation::Tanh).unwrap();
+            g = gpu().activate(gpu().linear(&g, &wg, None, None).unwrap(), Activation::Tanh).unwrap();
+        }
+        check(&format!("chain round {round}"), &c, &g, 1e-4);
+    }
+}
+
+#[test]
+fn shape_errors_are_errors() {
+    let g = gpu();
+    let x = g.upload(&[1, 4, 3], &[0.0; 12]).unwrap();
+    let w = g.prepare_linear(&data(&[2, 5], 1)).unwrap();
+    assert!(g.linear(&x, &w, None, None).is_err());
+    assert!(g.upload(&[2, 2], &[0.0; 3]).is_err());
+}
