@@ -11,6 +11,8 @@ use sewd::backend::{Backend, BackendError};
 use sewd::model::{ModelError, Options};
 use sewd::pipeline::{ModelFiles, Pipeline};
 
+mod serve;
+
 #[derive(Parser)]
 #[command(name = "sewd", version, about = "SEW-D speech recognition (Hugging Face checkpoints) on the CPU or GPU")]
 struct Cli {
@@ -87,6 +89,15 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Serve the browser demo (www/, pkg/, models/) on 127.0.0.1.
+    Serve {
+        /// Port (default: $PORT, else 8080; 0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The sewd source tree holding www/, pkg/ and models/ (default: this build's).
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
 }
 
 type Res<T> = Result<T, String>;
@@ -132,7 +143,18 @@ fn run(command: Command) -> Res<()> {
             }
             on_backend!(backend, |b| bench(b, &model, &audio, runs.max(1)))
         }
+        Command::Serve { port, root } => serve_cmd(port, root),
     }
+}
+
+fn serve_cmd(port: Option<u16>, root: Option<PathBuf>) -> Res<()> {
+    let port = match (port, std::env::var("PORT")) {
+        (Some(p), _) => p,
+        (None, Ok(p)) if !p.is_empty() => p.parse().map_err(|_| format!("PORT={p} is not a port number"))?,
+        _ => 8080,
+    };
+    let root = root.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    serve::serve(port, &root)
 }
 
 /// The given directory, or the bundled model of that name next to the binary's source tree.
