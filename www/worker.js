@@ -1,0 +1,244 @@
+// The model worker: every Recognizer call runs here, so the page never blocks.
+//
+// Messages from the page carry `{ id, type, ... }` and get one reply
+// `{ id, type: "done", result }` or `{ id, type: "error", message }`;
+// progress, partial text and timings arrive as events without an id.
+// Microphone audio comes from the capture worklet on a port of its own
+// (type "mic-port"), so it never waits on the main thread.
+
+const PKG = new URL("../pkg/sewd.js", import.meta.url).href;
+let sewd = null;
+const models = { asr: null, kws: null }; // slot -> Recognizer
+let mic = null; // the live microphone session, see startStream
+
+const post = (msg, transfer) => self.postMessage(msg, transfer || []);
+
+async function api() {
+  if (sewd) return sewd;
+  let mod;
+  try {
+    mod = await import(PKG);
+  } catch (err) {
+    throw new Error(`could not load the wasm package (${PKG}): ${err?.message || err}. Build it with \`make pkg\`.`);
+  }
+  await mod.default();
+  sewd = mod;
+  return sewd;
+}
+
+async function webgpuState() {
+  const gpu = self.navigator?.gpu;
+  if (!gpu) return "this browser has no WebGPU (navigator.gpu is missing)";
+  try {
+    const adapter = await gpu.requestAdapter();
+    return adapter ? "ok" : "WebGPU is present but offered no GPU adapter";
+  } catch (err) {
+    return `WebGPU adapter request failed: ${err?.message || err}`;
+  }
+}
+
+// Local files have no URL the loader can append file names to: serve them to
+// the Recognizer from memory through a same-origin path this worker answers.
+const LOCAL_BASE = new URL("/__sewd_local__/", self.location.href).href;
+let localFiles = null;
+const realFetch = self.fetch.bind(self);
+self.fetch = (input, init) => {
+  const url = typeof input === "string" ? input : input instanceof URL ? input.href : input?.url;
+  if (localFiles && url && url.startsWith(LOCAL_BASE)) {
+    const name = decodeURIComponent(url.slice(LOCAL_BASE.length).split(/[?#]/)[0]);
+    const file = localFiles.get(name);
+    if (!file) return Promise.resolve(new Response(`${name}: not in the chosen folder`, { status: 404, statusText: "Not Found" }));
+    return Promise.resolve(new Response(file, { status: 200, headers: { "Content-Length": String(file.size) } }));
+  }
+  return realFetch(input, init);
+};
+
+async function load({ slot, source, backend }) {
+  const { Recognizer } = await api();
+  const gpu = backend === "cpu" ? "not requested" : await webgpuState();
+  const options = {
+    backend,
+    onProgress: (loaded, total, file) => post({ type: "progress", slot, loaded, total, file }),
+  };
+  if (source.endpoint) options.endpoint = source.endpoint;
+  let rec;
+  if (source.kind === "files") {
+    // Files keep their folder-relative names; the model files sit at the top
+    // of the chosen folder (or one level down when a parent was chosen).
+    const map = new Map();
+    for (const f of source.files) {
+      const rel = f.webkitRelativePath || f.name;
+      map.set(rel.split("/").slice(1).join("/") || f.name, f);
+      map.set(f.name, map.get(f.name) || f);
+    }
+    if (typeof Recognizer.fromFiles === "function") {
+      rec = await Recognizer.fromFiles(source.files, options);
+    } else {
+      localFiles = map;
+      rec = await Recognizer.load(LOCAL_BASE, options);
+    }
+  } else {
+    rec = await Recognizer.load(source.ref, options);
+  }
+  models[slot]?.free?.();
+  models[slot] = rec;
+  return { backend: rec.backend, gpu };
+}
+
+function need(slot) {
+  const rec = models[slot];
+  if (!rec) throw new Error(slot === "kws" ? "no keyword model loaded" : "no speech model loaded");
+  return rec;
+}
+
+function plain(words) {
+  return Array.from(words || [], (w) => ({ word: w.word, start: w.start, end: w.end }));
+}
+
+async function transcribe({ samples, sampleRate }) {
+  const rec = need("asr");
+  const t0 = performance.now();
+  const r = await rec.transcribe(samples, sampleRate);
+  const ms = performance.now() - t0;
+  const seconds = samples.length / sampleRate;
+  return { text: r.text, words: plain(r.words), ms, seconds, rtf: ms / 1000 / seconds };
+}
+
+async function classify({ samples, sampleRate }) {
+  const rec = need("kws");
+  const t0 = performance.now();
+  const r = await rec.classify(samples, sampleRate);
+  let scores = r.scores;
+  if (scores && !Array.isArray(scores)) scores = Object.entries(scores instanceof Map ? Object.fromEntries(scores) : scores);
+  scores = Array.from(scores || [], (s) => (Array.isArray(s) ? { label: s[0], score: s[1] } : { label: s.label, score: s.score }));
+  return { label: r.label, score: r.score, scores, ms: performance.now() - t0 };
+}
+
+// Keeps what the microphone sent (up to 10 minutes) so the page can offer it
+// as a WAV download and tests can check the capture path.
+const MAX_KEEP_S = 600;
+
+function startStream({ port, mode }) {
+  const rec = need(mode === "kws" ? "kws" : "asr");
+  const session = {
+    mode,
+    port,
+    chunks: [],
+    kept: 0,
+    sampleRate: 0,
+    audioSeconds: 0,
+    busyMs: 0,
+    queue: Promise.resolve(),
+    stream: null,
+    finals: [],
+    failed: null,
+  };
+  if (mode !== "kws") {
+    session.stream = rec.stream({
+      onPartial: (text) => post({ type: "partial", text }),
+      onFinal: (text) => {
+        session.finals.push(text);
+        post({ type: "final", text });
+      },
+    });
+  }
+  port.onmessage = (e) => {
+    const m = e.data;
+    if (m.type === "chunk") {
+      session.sampleRate = m.sampleRate;
+      if (session.kept < MAX_KEEP_S * m.sampleRate) {
+        session.chunks.push(m.samples);
+        session.kept += m.samples.length;
+      }
+      if (session.stream) session.queue = session.queue.then(() => push(session, m.samples, m.sampleRate));
+    } else if (m.type === "end") {
+      session.queue = session.queue.then(() => endStream(session));
+    }
+  };
+  mic = session;
+  return { ok: true };
+}
+
+async function push(session, samples, rate) {
+  if (session.failed) return;
+  const t0 = performance.now();
+  try {
+    await session.stream.push(samples, rate);
+  } catch (err) {
+    session.failed = err;
+    post({ type: "stream-error", message: err?.message || String(err) });
+    return;
+  }
+  const ms = performance.now() - t0;
+  session.busyMs += ms;
+  session.audioSeconds += samples.length / rate;
+  post({ type: "hop", ms, rtf: session.busyMs / 1000 / session.audioSeconds });
+}
+
+function recording(session) {
+  const all = new Float32Array(session.kept);
+  let o = 0;
+  for (const c of session.chunks) {
+    all.set(c, o);
+    o += c.length;
+  }
+  return all;
+}
+
+async function endStream(session) {
+  session.port.onmessage = null;
+  session.port.close();
+  const samples = recording(session);
+  session.recording = samples;
+  if (session.mode === "kws") {
+    const result = samples.length ? await classify({ samples, sampleRate: session.sampleRate }) : null;
+    post({ type: "stream-end", mode: "kws", result, seconds: samples.length / (session.sampleRate || 1) });
+    return;
+  }
+  let result = null;
+  if (!session.failed) {
+    try {
+      const t0 = performance.now();
+      const r = await session.stream.finish();
+      session.busyMs += performance.now() - t0;
+      result = r && typeof r === "object" ? { text: r.text, words: plain(r.words) } : typeof r === "string" ? { text: r } : null;
+    } catch (err) {
+      post({ type: "stream-error", message: err?.message || String(err) });
+    }
+    session.stream.free?.();
+  }
+  post({
+    type: "stream-end",
+    mode: "asr",
+    result,
+    finals: session.finals,
+    seconds: samples.length / (session.sampleRate || 1),
+    rtf: session.audioSeconds ? session.busyMs / 1000 / session.audioSeconds : null,
+  });
+}
+
+const handlers = {
+  load,
+  transcribe,
+  classify,
+  startStream,
+  // The last microphone recording, for the WAV download and the page test.
+  recording: () => {
+    if (!mic?.recording) return null;
+    return { samples: mic.recording.slice(), sampleRate: mic.sampleRate };
+  },
+};
+
+self.onmessage = async (e) => {
+  const { id, type, ...args } = e.data;
+  const handler = handlers[type];
+  try {
+    if (!handler) throw new Error(`unknown request ${type}`);
+    const result = await handler(args);
+    post({ id, type: "done", result });
+  } catch (err) {
+    post({ id, type: "error", message: err?.message || String(err) });
+  }
+};
+
+post({ type: "ready" });
