@@ -13,6 +13,7 @@ pub mod error;
 pub mod model;
 pub mod npy;
 pub mod pipeline;
+pub mod stream;
 pub mod tokenizer;
 pub mod weights;
 
