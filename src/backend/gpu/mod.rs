@@ -141,7 +141,7 @@ impl Gpu {
         }
         #[cfg(target_arch = "wasm32")]
         {
-            let Some(rb) = self.start_readback(t)? else {
+            let Some(mut rb) = self.start_readback(t)? else {
                 return Ok(TensorData { shape: t.shape.clone(), data: Vec::new() });
             };
             let mapped = (&mut rb.mapped).await;

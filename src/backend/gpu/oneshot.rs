@@ -36,7 +36,8 @@ impl<T> Sender<T> {
 }
 
 impl<T> Receiver<T> {
-    /// The value, if it has been sent.
+    /// The value, if it has been sent (native: after `device.poll`).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub fn try_take(&self) -> Option<T> {
         self.0.lock().ok().and_then(|mut s| s.value.take())
     }
