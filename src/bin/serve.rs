@@ -18,6 +18,19 @@ const MOUNTS: [(&str, &str); 4] = [("/pkg/", "pkg"), ("/models/", "models"), ("/
 /// Largest request head accepted; the demo only sends short GETs.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// The first of: the current directory, the tree holding this binary
+/// (`target/<profile>/sewd`), the tree it was built from; that has
+/// `www/index.html`. The current directory when none has.
+pub fn default_root() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let exe_tree = std::env::current_exe().ok().and_then(|e| e.ancestors().nth(3).map(Path::to_path_buf));
+    [Some(cwd.clone()), exe_tree, Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("www").join("index.html").is_file())
+        .unwrap_or(cwd)
+}
+
 pub fn serve(port: u16, root: &Path) -> Result<(), String> {
     if !root.join("www").join("index.html").is_file() {
         return Err(format!("{}: no www/index.html here; pass --root with the sewd source tree", root.display()));

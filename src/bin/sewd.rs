@@ -94,7 +94,8 @@ enum Command {
         /// Port (default: $PORT, else 8080; 0 picks a free one).
         #[arg(long)]
         port: Option<u16>,
-        /// The sewd source tree holding www/, pkg/ and models/ (default: this build's).
+        /// The sewd source tree holding www/, pkg/ and models/ (default: the current
+        /// directory, else the tree the binary was built in).
         #[arg(long)]
         root: Option<PathBuf>,
     },
@@ -153,8 +154,7 @@ fn serve_cmd(port: Option<u16>, root: Option<PathBuf>) -> Res<()> {
         (None, Ok(p)) if !p.is_empty() => p.parse().map_err(|_| format!("PORT={p} is not a port number"))?,
         _ => 8080,
     };
-    let root = root.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    serve::serve(port, &root)
+    serve::serve(port, &root.unwrap_or_else(serve::default_root))
 }
 
 /// The given directory, or the bundled model of that name next to the binary's source tree.
