@@ -80,8 +80,8 @@ worker.onmessage = (e) => {
   switch (m.type) {
     case "progress": return onProgress(m);
     case "partial": return transcript.partial(m.text);
-    case "final": return transcript.final(m.text);
-    case "hop": return showHop(m.ms, m.rtf);
+    case "final": return transcript.final(m.text, m.words);
+    case "hop": return showHop(m.ms, m.rtf, m.lag);
     case "stream-error": return showMessage("error", `Recognition failed: ${m.message}`, "stream");
     case "stream-end": return onStreamEnd(m);
   }
@@ -92,7 +92,7 @@ worker.onmessage = (e) => {
 const loaded = { asr: null, kws: null };
 const downloads = new Map(); // file -> {loaded, total}
 
-function onProgress({ loaded: got, total, file }) {
+function onProgress({ loaded: got, total, file, cached }) {
   downloads.set(file || "model", { loaded: got, total: total || 0 });
   let sum = 0;
   let sumTotal = 0;
@@ -109,7 +109,8 @@ function onProgress({ loaded: got, total, file }) {
     bar.removeAttribute("value");
   }
   const totalText = total ? ` / ${bytes(total)}` : "";
-  $("download-text").textContent = `${file || "model"}: ${bytes(got)}${totalText} · all files ${bytes(sum)}${sumTotal ? ` / ${bytes(sumTotal)}` : ""}`;
+  const from = cached ? " (from the browser cache)" : "";
+  $("download-text").textContent = `${file || "model"}: ${bytes(got)}${totalText}${from} · all files ${bytes(sum)}${sumTotal ? ` / ${bytes(sumTotal)}` : ""}`;
 }
 
 function bytes(n) {
@@ -182,8 +183,9 @@ function showBackend(info) {
   el.title = info.backend === "webgpu" ? "Running on the GPU through WebGPU" : "Running on the CPU (WebAssembly)";
 }
 
-function showHop(ms, rtf) {
+function showHop(ms, rtf, lag) {
   $("hop").textContent = `hop ${ms.toFixed(0)} ms`;
+  if (lag != null) $("hop").title = `Latest model window took ${ms.toFixed(0)} ms; final text trails the audio by ${lag.toFixed(2)} s`;
   if (rtf != null && isFinite(rtf)) showRtf(rtf);
 }
 
@@ -380,8 +382,10 @@ async function onStreamEnd(m) {
     else setStatus("Nothing was recorded.");
     return;
   }
-  if (m.result?.text != null && m.finals.length === 0) {
-    // The stream reported everything at the end instead of through onFinal.
+  if (m.result) {
+    // finish() returns the whole session's final words: the same text the
+    // callbacks built up, now with every word's timing in one place.
+    transcript.clear();
     transcript.final(m.result.text, m.result.words);
   } else {
     transcript.partial("");

@@ -58,7 +58,11 @@ async function load({ slot, source, backend }) {
   const gpu = backend === "cpu" ? "not requested" : await webgpuState();
   const options = {
     backend,
-    onProgress: (loaded, total, file) => post({ type: "progress", slot, loaded, total, file }),
+    onProgress: (loaded, total, file, cached) => post({ type: "progress", slot, loaded, total, file, cached }),
+    // Same-origin models (the bundled one, the local server) are cheap to
+    // fetch and may be rebuilt in place: keep them out of the Cache API so a
+    // stale copy never answers. Hub and other remote models are cached.
+    cache: source.kind === "hub" || (source.kind === "url" && new URL(source.ref).origin !== self.location.origin),
   };
   if (source.endpoint) options.endpoint = source.endpoint;
   let rec;
@@ -118,6 +122,10 @@ async function classify({ samples, sampleRate }) {
 // as a WAV download and tests can check the capture path.
 const MAX_KEEP_S = 600;
 
+// Timing: push() only buffers; the stream runs one model window per hop in
+// the background and reports each through onPartial. A window's latency is
+// the time from the push that made it ready (or the previous window's end,
+// when windows queue up) to its update.
 function startStream({ port, mode }) {
   const rec = need(mode === "kws" ? "kws" : "asr");
   const session = {
@@ -128,51 +136,58 @@ function startStream({ port, mode }) {
     sampleRate: 0,
     audioSeconds: 0,
     busyMs: 0,
-    queue: Promise.resolve(),
+    lastPush: 0,
+    lastUpdate: 0,
     stream: null,
-    finals: [],
     failed: null,
+  };
+  const fail = (err) => {
+    if (session.failed) return;
+    session.failed = err;
+    post({ type: "stream-error", message: err?.message || String(err) });
   };
   if (mode !== "kws") {
     session.stream = rec.stream({
-      onPartial: (text) => post({ type: "partial", text }),
-      onFinal: (text) => {
-        session.finals.push(text);
-        post({ type: "final", text });
+      onPartial: (text) => {
+        const now = performance.now();
+        const ms = now - Math.max(session.lastPush, session.lastUpdate);
+        session.lastUpdate = now;
+        session.busyMs += ms;
+        post({ type: "partial", text });
+        post({
+          type: "hop",
+          ms,
+          rtf: session.audioSeconds ? session.busyMs / 1000 / session.audioSeconds : null,
+          lag: session.stream ? session.stream.received - session.stream.committed : null,
+        });
       },
+      onFinal: (text, words) => post({ type: "final", text, words: plain(words) }),
+      onError: fail,
     });
   }
   port.onmessage = (e) => {
     const m = e.data;
     if (m.type === "chunk") {
       session.sampleRate = m.sampleRate;
+      session.audioSeconds += m.samples.length / m.sampleRate;
       if (session.kept < MAX_KEEP_S * m.sampleRate) {
         session.chunks.push(m.samples);
         session.kept += m.samples.length;
       }
-      if (session.stream) session.queue = session.queue.then(() => push(session, m.samples, m.sampleRate));
+      if (session.stream && !session.failed) {
+        session.lastPush = performance.now();
+        try {
+          session.stream.push(m.samples, m.sampleRate);
+        } catch (err) {
+          fail(err);
+        }
+      }
     } else if (m.type === "end") {
-      session.queue = session.queue.then(() => endStream(session));
+      endStream(session);
     }
   };
   mic = session;
   return { ok: true };
-}
-
-async function push(session, samples, rate) {
-  if (session.failed) return;
-  const t0 = performance.now();
-  try {
-    await session.stream.push(samples, rate);
-  } catch (err) {
-    session.failed = err;
-    post({ type: "stream-error", message: err?.message || String(err) });
-    return;
-  }
-  const ms = performance.now() - t0;
-  session.busyMs += ms;
-  session.audioSeconds += samples.length / rate;
-  post({ type: "hop", ms, rtf: session.busyMs / 1000 / session.audioSeconds });
 }
 
 function recording(session) {
@@ -198,20 +213,18 @@ async function endStream(session) {
   let result = null;
   if (!session.failed) {
     try {
-      const t0 = performance.now();
+      session.lastPush = performance.now();
       const r = await session.stream.finish();
-      session.busyMs += performance.now() - t0;
-      result = r && typeof r === "object" ? { text: r.text, words: plain(r.words) } : typeof r === "string" ? { text: r } : null;
+      result = { text: r.text, words: plain(r.words) };
     } catch (err) {
       post({ type: "stream-error", message: err?.message || String(err) });
     }
-    session.stream.free?.();
   }
+  session.stream.free?.();
   post({
     type: "stream-end",
     mode: "asr",
     result,
-    finals: session.finals,
     seconds: samples.length / (session.sampleRate || 1),
     rtf: session.audioSeconds ? session.busyMs / 1000 / session.audioSeconds : null,
   });
