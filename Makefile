@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 PORT ?= 8080
 
-.PHONY: setup test test-rust test-wasm-build demo bench fixtures
+.PHONY: setup test test-rust test-wasm-build test-page pkg cli demo bench fixtures
 
 setup:
 	@scripts/setup.sh
 
-test: setup test-rust test-wasm-build
+test: setup test-rust test-wasm-build test-page
 
 # Every cargo test (CPU and GPU backends, CLI, fixtures) in release mode: the
 # fixtures run real forward passes, which are slow unoptimized.
@@ -18,10 +18,37 @@ test-rust:
 test-wasm-build:
 	cargo build --release --lib --target wasm32-unknown-unknown
 
-demo: setup
-	@echo "make demo: the browser demo arrives with the browser issue (#4); for now try:"
-	@echo "  cargo run --release -- transcribe --model tests/fixtures/models/ctc_group_both_shared tests/fixtures/models/speech_3s.wav"
-	@exit 1
+# The npm package `sewd` (pkg/: sewd.js, sewd_bg.wasm, sewd.d.ts, package.json).
+# wasm-pack's own wasm-opt step is off (it would download binaryen). A local
+# wasm-opt runs instead when it is binaryen 117 or newer: older ones (Debian
+# 12 ships 108) read wasm-bindgen's externref table as anyref and the module
+# then fails at init. The optimized module must still initialize under node,
+# else the unoptimized one is kept.
+WASM_OPT_FLAGS := -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+	--enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue
+pkg:
+	wasm-pack build --target web --release --no-opt --out-dir pkg --out-name sewd
+	@v=$$(wasm-opt --version 2>/dev/null | grep -o '[0-9]\+' | head -1); \
+	if [ -z "$$v" ] || [ "$$v" -lt 117 ]; then \
+		echo "make pkg: no wasm-opt >= 117 (found: $${v:-none}); keeping the unoptimized wasm"; \
+	elif wasm-opt $(WASM_OPT_FLAGS) pkg/sewd_bg.wasm -o pkg/sewd_bg.opt.wasm \
+		&& node --input-type=module -e "import fs from 'node:fs'; import { initSync } from './pkg/sewd.js'; initSync({ module: fs.readFileSync('pkg/sewd_bg.opt.wasm') });"; then \
+		mv pkg/sewd_bg.opt.wasm pkg/sewd_bg.wasm; \
+	else \
+		rm -f pkg/sewd_bg.opt.wasm; echo "make pkg: the wasm-opt output does not initialize; keeping the unoptimized wasm"; \
+	fi
+	@ls -l pkg/sewd_bg.wasm
+
+cli:
+	cargo build --release --bin sewd
+
+# The browser demo on http://127.0.0.1:$(PORT)/ with the bundled model.
+demo: setup pkg cli
+	target/release/sewd serve --port $(PORT)
+
+# The demo page in Debian's Chromium: fake microphone, file upload, WebGPU badge.
+test-page: pkg cli
+	cd tests/page && node --test --test-concurrency=1 page.test.mjs
 
 # Side-by-side CPU timing against PyTorch (needs the venv of DEVELOPERS.md).
 bench:

@@ -2,6 +2,7 @@
 # Installs what `make test` and `make demo` need on a fresh Debian machine.
 # Idempotent: every step checks first and does nothing when already done.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -12,6 +13,10 @@ for p in mesa-vulkan-drivers libvulkan1; do pkg_installed "$p" || need_apt+=("$p
 # pkg-config and a C compiler for -sys crates.
 have pkg-config || need_apt+=(pkg-config)
 have cc || need_apt+=(gcc)
+# The browser demo: Chromium (+ driver) for the page test.
+for p in chromium chromium-driver; do pkg_installed "$p" || need_apt+=("$p"); done
+have node || need_apt+=(nodejs)
+have npm || need_apt+=(npm)
 
 if ((${#need_apt[@]})); then
     SUDO=""
@@ -26,3 +31,21 @@ if ! have cargo; then
     exit 1
 fi
 rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+# wasm-pack, and the wasm-bindgen CLI at the exact version Cargo.lock pins: wasm-pack would
+# otherwise try to download a prebuilt one, which this machine's network refuses.
+if ! have wasm-pack; then
+    echo "setup: building wasm-pack from crates.io (a few minutes)"
+    cargo install wasm-pack
+fi
+wbg_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+if [ -n "$wbg_version" ] && [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wbg_version" ]; then
+    echo "setup: building wasm-bindgen-cli $wbg_version from crates.io (a few minutes)"
+    cargo install wasm-bindgen-cli --version "$wbg_version" --force
+fi
+
+# playwright-core for the page test (it drives Debian's Chromium; it never downloads a browser).
+if [ ! -f tests/page/node_modules/playwright-core/package.json ] || [ tests/page/package-lock.json -nt tests/page/node_modules/.package-lock.json ]; then
+    echo "setup: npm install in tests/page"
+    (cd tests/page && npm ci --no-audit --no-fund --loglevel=error)
+fi
