@@ -75,6 +75,40 @@ fn rel_index(d: i32) -> u32 {
     return u32(clamp(r + p.span, 0, 2 * p.span - 1));
 }
 
+// Fills kv_tile with rows j0 .. j0+BK (0 past `valid`) and head dims
+// d0 .. d0+DC (0 past D) of the key or value block starting at `base`.
+fn load_kv(base: u32, pitch: u32, j0: u32, d0: u32, li: u32) {
+    for (var e = li; e < BK * DC; e += 128u) {
+        let j = j0 + e / DC;
+        let d = d0 + e % DC;
+        var v = 0.0;
+        if (j < p.valid && d < p.d) {
+            v = qkv[base + j * pitch + d];
+        }
+        kv_tile[e] = v;
+    }
+}
+
+// acc += P[r, :] V[:, chunk] for this lane's 4 dims of the chunk in kv_tile.
+fn pv(acc: vec4<f32>, r: u32, lane: u32) -> vec4<f32> {
+    var a = acc;
+    for (var jj = 0u; jj < BK; jj++) {
+        let v = vec4<f32>(kv_tile[jj * DC + lane], kv_tile[jj * DC + lane + 8u],
+                          kv_tile[jj * DC + lane + 16u], kv_tile[jj * DC + lane + 24u]);
+        a = fma(vec4<f32>(s_tile[r * BK + jj]), v, a);
+    }
+    return a;
+}
+
+fn store_ctx(at: u32, d0: u32, lane: u32, acc: vec4<f32>) {
+    for (var c = 0u; c < 4u; c++) {
+        let d = d0 + lane + 8u * c;
+        if (d < p.d) {
+            ctx[at + d] = acc[c];
+        }
+    }
+}
+
 @compute @workgroup_size(128, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wg.y;
@@ -102,10 +136,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
     var m = NEG_BIG;
     var l = 0.0;
-    var acc: array<f32, 16>;
-    for (var q = 0u; q < 16u; q++) {
-        acc[q] = 0.0;
-    }
+    // Output dims ch*32 + lane + 8c live in acc_ch[c]: vectors rather than
+    // a private array, so they stay in registers on every compiler.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var j0 = 0u; j0 < p.valid; j0 += BK) {
         workgroupBarrier();
@@ -113,38 +149,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             rel[li] = rel_index(i32(i0) - i32(j0) - i32(BK - 1u) + i32(li));
         }
 
-        // q_i . k_j for this lane's 4 keys, head dims in chunks of DC.
-        var s: array<f32, 4>;
-        for (var c = 0u; c < 4u; c++) {
-            s[c] = 0.0;
-        }
+        // q_i . k_j for this lane's keys lane + 8c, head dims in chunks of DC.
+        var s = vec4<f32>(0.0);
         for (var d0 = 0u; d0 < p.d; d0 += DC) {
             workgroupBarrier();
-            for (var e = li; e < BK * DC; e += 128u) {
-                let j = j0 + e / DC;
-                let d = d0 + e % DC;
-                var v = 0.0;
-                if (j < p.valid && d < p.d) {
-                    v = qkv[k_base + j * pitch + d];
-                }
-                kv_tile[e] = v;
-            }
+            load_kv(k_base, pitch, j0, d0, li);
             workgroupBarrier();
             let dn = min(DC, p.d - d0);
             for (var dd = 0u; dd < dn; dd++) {
-                let qv = q_tile[r * DMAX + d0 + dd];
-                for (var c = 0u; c < 4u; c++) {
-                    s[c] = fma(qv, kv_tile[(lane + 8u * c) * DC + dd], s[c]);
-                }
+                let k = vec4<f32>(kv_tile[lane * DC + dd], kv_tile[(lane + 8u) * DC + dd],
+                                  kv_tile[(lane + 16u) * DC + dd], kv_tile[(lane + 24u) * DC + dd]);
+                s = fma(vec4<f32>(q_tile[r * DMAX + d0 + dd]), k, s);
             }
         }
 
+        s *= p.scale;
         for (var c = 0u; c < 4u; c++) {
             let jj = lane + 8u * c;
             let j = j0 + jj;
             var v = NEG_BIG;
             if (j < p.valid) {
-                v = s[c] * p.scale;
+                v = s[c];
                 let ri = rel[r + BK - 1u - jj];
                 if (c2p_on && i < p.t) {
                     v += c2p[(z * p.t + i) * p.two_span + ri];
@@ -166,11 +191,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         workgroupBarrier();
         for (var c = 0u; c < 4u; c++) {
             let jj = lane + 8u * c;
-            var pv = 0.0;
+            var pv_ = 0.0;
             if (j0 + jj < p.valid) {
-                pv = exp(s[c] - m_new);
+                pv_ = exp(s[c] - m_new);
             }
-            s_tile[r * BK + jj] = pv;
+            s_tile[r * BK + jj] = pv_;
         }
         workgroupBarrier();
         var row_sum = 0.0;
@@ -179,32 +204,33 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
         l = l * corr + row_sum;
         m = m_new;
-        for (var q = 0u; q < 16u; q++) {
-            acc[q] *= corr;
-        }
 
-        // acc += P V, head dims in chunks of DC.
-        for (var ch = 0u; ch < DMAX / DC; ch++) {
-            let d0 = ch * DC;
-            if (d0 < p.d) {
-                workgroupBarrier();
-                for (var e = li; e < BK * DC; e += 128u) {
-                    let j = j0 + e / DC;
-                    let d = d0 + e % DC;
-                    var v = 0.0;
-                    if (j < p.valid && d < p.d) {
-                        v = qkv[v_base + j * pitch + d];
-                    }
-                    kv_tile[e] = v;
-                }
-                workgroupBarrier();
-                for (var jj = 0u; jj < BK; jj++) {
-                    let pj = s_tile[r * BK + jj];
-                    for (var c = 0u; c < 4u; c++) {
-                        acc[ch * 4u + c] = fma(pj, kv_tile[jj * DC + lane + 8u * c], acc[ch * 4u + c]);
-                    }
-                }
-            }
+        // acc = acc * corr + P V, head dims in chunks of DC (DMAX / DC = 4).
+        acc0 *= corr;
+        acc1 *= corr;
+        acc2 *= corr;
+        acc3 *= corr;
+        workgroupBarrier();
+        load_kv(v_base, pitch, j0, 0u, li);
+        workgroupBarrier();
+        acc0 = pv(acc0, r, lane);
+        if (p.d > DC) {
+            workgroupBarrier();
+            load_kv(v_base, pitch, j0, DC, li);
+            workgroupBarrier();
+            acc1 = pv(acc1, r, lane);
+        }
+        if (p.d > 2u * DC) {
+            workgroupBarrier();
+            load_kv(v_base, pitch, j0, 2u * DC, li);
+            workgroupBarrier();
+            acc2 = pv(acc2, r, lane);
+        }
+        if (p.d > 3u * DC) {
+            workgroupBarrier();
+            load_kv(v_base, pitch, j0, 3u * DC, li);
+            workgroupBarrier();
+            acc3 = pv(acc3, r, lane);
         }
     }
 
@@ -213,14 +239,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         if (l > 0.0) {
             inv = 1.0 / l;
         }
-        for (var ch = 0u; ch < DMAX / DC; ch++) {
-            for (var c = 0u; c < 4u; c++) {
-                let d = ch * DC + lane + 8u * c;
-                if (d < p.d) {
-                    ctx[(p.item * p.t + i) * p.hd + h * p.d + d] = acc[ch * 4u + c] * inv;
-                }
-            }
-        }
+        let at = (p.item * p.t + i) * p.hd + h * p.d;
+        store_ctx(at, 0u, lane, acc0 * inv);
+        store_ctx(at, DC, lane, acc1 * inv);
+        store_ctx(at, 2u * DC, lane, acc2 * inv);
+        store_ctx(at, 3u * DC, lane, acc3 * inv);
         if (lane == 0u) {
             stats[(z * p.t + i) * 2u] = m;
             stats[(z * p.t + i) * 2u + 1u] = l;

@@ -72,10 +72,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
     let tx = li % 16u;
     let ty = li / 16u;
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
+    // acc_i holds rows ty + 16i, lanes are columns tx + 16j: vectors, not a
+    // private array, so no compiler has to prove the indexing constant.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
         for (var q = 0u; q < 4u; q++) {
@@ -122,36 +124,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var ar: array<f32, 4>;
-            var br: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                ar[i] = a_tile[kk * TM + ty + 16u * i];
-                br[i] = b_tile[kk * TN + tx + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(ar[i], br[j], acc[i * 4u + j]);
-                }
-            }
+            let ar = vec4<f32>(a_tile[kk * TM + ty], a_tile[kk * TM + ty + 16u], a_tile[kk * TM + ty + 32u], a_tile[kk * TM + ty + 48u]);
+            let br = vec4<f32>(b_tile[kk * TN + tx], b_tile[kk * TN + tx + 16u], b_tile[kk * TN + tx + 32u], b_tile[kk * TN + tx + 48u]);
+            acc0 = fma(vec4<f32>(ar.x), br, acc0);
+            acc1 = fma(vec4<f32>(ar.y), br, acc1);
+            acc2 = fma(vec4<f32>(ar.z), br, acc2);
+            acc3 = fma(vec4<f32>(ar.w), br, acc3);
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + ty + 16u * i;
-        if (m >= p.m) {
-            continue;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + tx + 16u * j;
-            if (n >= p.n) {
-                continue;
-            }
-            var v = acc[i * 4u + j] * p.alpha;
+    store_row(m0 + ty, n0 + tx, zi, c_base, acc0);
+    store_row(m0 + ty + 16u, n0 + tx, zi, c_base, acc1);
+    store_row(m0 + ty + 32u, n0 + tx, zi, c_base, acc2);
+    store_row(m0 + ty + 48u, n0 + tx, zi, c_base, acc3);
+}
+
+// Epilogue for one row of this invocation's outputs: columns n, n+16, n+32, n+48.
+fn store_row(m: u32, n: u32, zi: u32, c_base: u32, acc: vec4<f32>) {
+    if (m >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let col = n + 16u * j;
+        if (col < p.n) {
+            var v = acc[j] * p.alpha;
             if (p.has_bias != 0u) {
-                v += bias[zi * p.bias_sh + n];
+                v += bias[zi * p.bias_sh + col];
             }
-            c[c_base + m * p.ldc + n] = activate_value(v, p.act);
+            c[c_base + m * p.ldc + col] = activate_value(v, p.act);
         }
     }
 }

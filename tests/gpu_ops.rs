@@ -300,3 +300,121 @@ fn shape_errors_are_errors() {
     assert!(g.linear(&x, &w, None, None).is_err());
     assert!(g.upload(&[2, 2], &[0.0; 3]).is_err());
 }
+
+/// A sew-d-tiny-shaped network (13-layer conv stack 64..512, hidden 384,
+/// 6 heads of 64, 12 layers sharing one set of random unit-gain weights)
+/// built on any backend.
+struct TinyNet<B: Backend> {
+    convs: Vec<(ConvSpec, B::Tensor)>,
+    gn: (B::Tensor, B::Tensor),
+    ln_feat: (B::Tensor, B::Tensor),
+    proj: (B::Tensor, B::Tensor),
+    pos: (ConvSpec, B::Tensor, B::Tensor),
+    qkv: (B::Tensor, B::Tensor),
+    pos_key: B::Tensor,
+    pos_query: B::Tensor,
+    attn_out: (B::Tensor, B::Tensor),
+    ln1: (B::Tensor, B::Tensor),
+    inter: (B::Tensor, B::Tensor),
+    out: (B::Tensor, B::Tensor),
+    ln2: (B::Tensor, B::Tensor),
+    up: (B::Tensor, B::Tensor),
+}
+
+const TINY_SPEC: AttentionSpec =
+    AttentionSpec { heads: 6, head_dim: 64, c2p: true, p2c: true, span: 256, buckets: 256, max_position: 512, relative: true };
+
+fn scaled(shape: &[usize], seed: u64, fan_in: usize) -> TensorData {
+    TensorData { shape: shape.to_vec(), data: rand(shape.iter().product(), seed, (3.0 / fan_in as f32).sqrt()) }
+}
+
+impl<B: Backend> TinyNet<B> {
+    fn new(b: &B) -> Self {
+        let vec_ = |n: usize, seed: u64, base: f32| {
+            let v: Vec<f32> = rand(n, seed, 0.1).into_iter().map(|x| x + base).collect();
+            b.upload(&[n], &v).unwrap()
+        };
+        let norm = |n: usize, seed: u64| (vec_(n, seed, 1.0), vec_(n, seed + 1, 0.0));
+        let lin = |o: usize, i: usize, seed: u64| (b.prepare_linear(&scaled(&[o, i], seed, i)).unwrap(), vec_(o, seed + 1, 0.0));
+        let dims = [64, 128, 128, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512];
+        let kernels = [10, 3, 1, 3, 1, 3, 1, 3, 1, 2, 1, 2, 1];
+        let strides = [5, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1];
+        let mut cin = 1;
+        let mut convs = Vec::new();
+        for i in 0..13 {
+            let spec = ConvSpec { in_channels: cin, out_channels: dims[i], kernel: kernels[i], stride: strides[i], padding: 0, groups: 1, trim_end: 0 };
+            convs.push((spec, b.prepare_conv(&scaled(&[dims[i], cin, kernels[i]], 300 + i as u64, cin * kernels[i]), &spec).unwrap()));
+            cin = dims[i];
+        }
+        let pos_spec = ConvSpec { in_channels: 384, out_channels: 384, kernel: 128, stride: 2, padding: 64, groups: 16, trim_end: 1 };
+        let rel = |seed: u64| b.upload(&[512, 384], &rand(512 * 384, seed, 1.0)).unwrap();
+        TinyNet {
+            convs,
+            gn: norm(64, 400),
+            ln_feat: norm(512, 402),
+            proj: lin(384, 512, 404),
+            pos: (pos_spec, b.prepare_conv(&scaled(&[384, 24, 128], 406, 24 * 128), &pos_spec).unwrap(), vec_(384, 407, 0.0)),
+            qkv: lin(3 * 384, 384, 408),
+            pos_key: rel(410),
+            pos_query: rel(411),
+            attn_out: lin(384, 384, 412),
+            ln1: norm(384, 414),
+            inter: lin(1536, 384, 416),
+            out: lin(384, 1536, 418),
+            ln2: norm(384, 420),
+            up: lin(768, 384, 422),
+        }
+    }
+
+    fn forward(&self, b: &B, samples: &[f32]) -> B::Tensor {
+        let gelu = Activation::Gelu;
+        let mut x = b.upload(&[1, samples.len(), 1], samples).unwrap();
+        for (i, (spec, w)) in self.convs.iter().enumerate() {
+            x = b.conv1d(&x, w, None, spec).unwrap();
+            if i == 0 {
+                x = b.group_norm_time(&x, &self.gn.0, &self.gn.1, 1e-5).unwrap();
+            }
+            x = b.activate(x, gelu).unwrap();
+        }
+        let frames = b.shape(&x)[1];
+        x = b.layer_norm(&x, None, &self.ln_feat.0, &self.ln_feat.1, 1e-5).unwrap();
+        x = b.linear(&x, &self.proj.0, Some(&self.proj.1), None).unwrap();
+        let pos = b.conv1d(&x, &self.pos.1, Some(&self.pos.2), &self.pos.0).unwrap();
+        let pos = b.activate(pos, gelu).unwrap();
+        let mut h = b.avg_pool_add(&x, 2, &pos).unwrap();
+        let len = b.shape(&h)[1];
+        for _ in 0..12 {
+            let qkv = b.linear(&h, &self.qkv.0, Some(&self.qkv.1), None).unwrap();
+            let (ctx, _) = b.attention(&qkv, Some(&self.pos_key), Some(&self.pos_query), &[len], &TINY_SPEC, false).unwrap();
+            let a = b.linear(&ctx, &self.attn_out.0, Some(&self.attn_out.1), None).unwrap();
+            let a = b.layer_norm(&a, Some(&h), &self.ln1.0, &self.ln1.1, 1e-7).unwrap();
+            let f = b.linear(&a, &self.inter.0, Some(&self.inter.1), Some(gelu)).unwrap();
+            let f = b.linear(&f, &self.out.0, Some(&self.out.1), None).unwrap();
+            h = b.layer_norm(&f, Some(&a), &self.ln2.0, &self.ln2.1, 1e-7).unwrap();
+        }
+        let up = b.linear(&h, &self.up.0, Some(&self.up.1), Some(gelu)).unwrap();
+        b.upsample(&up, 2, frames).unwrap()
+    }
+}
+
+/// A 60 s clip through the sew-d-tiny geometry on a device restricted to
+/// WebGPU's default limits (128 MiB bindings, 65535 workgroups a dimension),
+/// against the CPU backend, with timings. Slow on lavapipe: `--ignored`.
+#[test]
+#[ignore]
+fn sew_d_tiny_60s_within_browser_limits() {
+    let g = Gpu::new_with_browser_limits().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("adapter: {}, limits {:?}", g.adapter_name(), g.limits());
+    let seconds: usize = std::env::var("SEWD_CLIP_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let samples = rand(seconds * 16_000, 7, 1.0);
+    let (cn, gn) = (TinyNet::new(&Cpu), TinyNet::new(&g));
+    let t0 = std::time::Instant::now();
+    let want = Cpu.download(&cn.forward(&Cpu, &samples)).unwrap();
+    let cpu_s = t0.elapsed().as_secs_f64();
+    let _ = g.download(&gn.forward(&g, &samples[..16_000])).unwrap(); // builds the pipelines
+    let t0 = std::time::Instant::now();
+    let got = g.download(&gn.forward(&g, &samples)).unwrap();
+    let gpu_s = t0.elapsed().as_secs_f64();
+    eprintln!("{seconds} s clip: cpu {cpu_s:.2} s, gpu {gpu_s:.2} s");
+    common::assert_close(&format!("sew-d-tiny {seconds} s"), &got.data, &want.data, &got.shape, &want.shape, 2e-3);
+}

@@ -23,7 +23,9 @@ fn backends() -> wgpu::Backends {
     default.with_env()
 }
 
-pub(crate) async fn open() -> Result<Opened, BackendError> {
+/// `browser_limits`: ask for WebGPU's default limits only (128 MiB storage
+/// bindings, 65535 workgroups per dimension), what every browser grants.
+pub(crate) async fn open(browser_limits: bool) -> Result<Opened, BackendError> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: backends(), ..wgpu::InstanceDescriptor::new_without_display_handle() });
     let adapter = instance
         .request_adapter(&wgpu::RequestAdapterOptions {
@@ -43,9 +45,11 @@ pub(crate) async fn open() -> Result<Opened, BackendError> {
     // WebGPU's defaults, with the limits that decide the longest clip raised
     // to whatever the adapter offers, then clamped to it throughout.
     let mut want = wgpu::Limits::default();
-    want.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
-    want.max_buffer_size = have.max_buffer_size;
-    want.max_compute_workgroups_per_dimension = have.max_compute_workgroups_per_dimension;
+    if !browser_limits {
+        want.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
+        want.max_buffer_size = have.max_buffer_size;
+        want.max_compute_workgroups_per_dimension = have.max_compute_workgroups_per_dimension;
+    }
     let want = want.or_worse_values_from(&have);
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {

@@ -90,9 +90,20 @@ impl Gpu {
         pollster::block_on(Self::new_async())
     }
 
+    /// Opens the default adapter with WebGPU's default limits only, to check
+    /// natively that a workload fits what every browser grants.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_with_browser_limits() -> Result<Gpu, BackendError> {
+        pollster::block_on(Self::open(true))
+    }
+
     /// Opens the default adapter (the only way on the web, where it is async).
     pub async fn new_async() -> Result<Gpu, BackendError> {
-        let opened = device::open().await?;
+        Self::open(false).await
+    }
+
+    async fn open(browser_limits: bool) -> Result<Gpu, BackendError> {
+        let opened = device::open(browser_limits).await?;
         let limits = opened.device.limits();
         let pool = Pool::new(opened.device.clone(), limits.max_storage_buffer_binding_size.min(limits.max_buffer_size));
         let storage = |rw: bool| {
@@ -114,6 +125,12 @@ impl Gpu {
             queue: opened.queue,
             device: opened.device,
         })
+    }
+
+    /// The device's `(max_storage_buffer_binding_size, max_compute_workgroups_per_dimension)`.
+    pub fn limits(&self) -> (u64, u32) {
+        let l = self.device.limits();
+        (l.max_storage_buffer_binding_size, l.max_compute_workgroups_per_dimension)
     }
 
     /// The adapter's name and API, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)".
