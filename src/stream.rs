@@ -425,7 +425,7 @@ impl StreamSession {
             return Err(input_err("stream: the model has a zero frame size or sample rate".into()));
         }
         for (name, v) in [("leftContext", opts.left_context_s), ("hop", opts.hop_s), ("rightContext", opts.right_context_s)] {
-            if !v.is_finite() || v < 0.0 || v > 600.0 {
+            if !(0.0..=600.0).contains(&v) {
                 return Err(input_err(format!("stream: {name} must be between 0 and 600 seconds, got {v}")));
             }
         }
@@ -573,14 +573,16 @@ impl StreamSession {
         let spf = self.model.samples_per_frame as u64;
         let total = self.total_samples();
         let ws = self.window_start();
-        let (end, last) = if !self.ended {
-            let end = (self.committed + self.hop_frames) * spf + self.right as u64;
-            if total < end {
-                return None;
-            }
-            (end, false)
-        } else {
+        // Full hop windows first, also after the end of the audio (so the
+        // result does not depend on when windows run), then one last window
+        // up to the end.
+        let hop_end = (self.committed + self.hop_frames) * spf + self.right as u64;
+        let (end, last) = if total >= hop_end {
+            (hop_end, false)
+        } else if self.ended {
             (total, true)
+        } else {
+            return None;
         };
         let commit_to = if last { u64::MAX } else { self.committed + self.hop_frames };
         let from = (ws - self.buf_start) as usize;
@@ -601,7 +603,7 @@ impl StreamSession {
         if !self.outstanding || window.seq != self.seq {
             return Err(input_err("stream: logits for a window that is not the current one".into()));
         }
-        if vocab == 0 || logits.len() % vocab != 0 {
+        if vocab == 0 || !logits.len().is_multiple_of(vocab) {
             return Err(input_err(format!("stream: {} logits do not split into rows of {vocab}", logits.len())));
         }
         self.outstanding = false;
@@ -628,6 +630,7 @@ impl StreamSession {
         let partial = if window.last {
             self.decoder.end_word(self.seconds_per_frame, &mut final_words);
             self.done = true;
+            self.buf_start += self.buf.len() as u64;
             self.buf = Vec::new();
             self.scratch = Vec::new();
             String::new()

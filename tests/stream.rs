@@ -106,7 +106,7 @@ fn context_free_logits(samples: &[f32]) -> sewd::Result<TensorData> {
         let h = zc / 6 + (e.sqrt() * 20.0) as usize;
         let id = if e < 1e-4 {
             0
-        } else if h % 5 == 0 {
+        } else if h.is_multiple_of(5) {
             4
         } else {
             5 + h % 27
@@ -296,4 +296,26 @@ fn bad_pushes_and_short_sessions() {
     let mut got = Collected::default();
     got.take(s.finish(pipeline_logits(&p)).unwrap());
     assert!(got.done);
+}
+
+/// Windows are the same whenever they run: buffering everything first and
+/// running the model only at `finish` gives the same transcript and word
+/// times as running it on every push (the browser stream runs windows in
+/// the background, so it may fall behind).
+#[test]
+fn late_model_runs_give_the_same_result() {
+    let p = fixture_pipeline();
+    let a = clip("speech_16s.wav");
+    let mut eager = StreamSession::for_pipeline(&p, StreamOptions::default()).unwrap();
+    let mut want = Collected::default();
+    push_in_chunks(&mut eager, &a.samples, 16_000, 1234, &mut pipeline_logits(&p), &mut want);
+
+    let mut lazy = StreamSession::for_pipeline(&p, StreamOptions::default()).unwrap();
+    for c in a.samples.chunks(1234) {
+        lazy.push_audio(c, 16_000).unwrap();
+    }
+    let mut got = Collected::default();
+    got.take(lazy.finish(pipeline_logits(&p)).unwrap());
+    assert_eq!(got.words, want.words);
+    assert!(got.partials > 20, "the late run still goes hop by hop ({} updates)", got.partials);
 }
