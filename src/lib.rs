@@ -15,6 +15,8 @@ pub mod npy;
 pub mod pipeline;
 pub mod stream;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -1,0 +1,259 @@
+//! Model files over HTTP: hub ids and base URLs, progress, the Cache API.
+//!
+//! Works in a Window and in a Worker: `fetch` and `caches` are taken from
+//! whichever global scope the module runs in.
+
+use js_sys::{Function, Promise, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Cache, CacheStorage, ReadableStreamDefaultReader, Response, ResponseInit};
+
+/// Name of the Cache API cache holding model files.
+pub const CACHE_NAME: &str = "sewd-models-v1";
+/// Default hub endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// Where a model's files are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// Files are `{base}{file}`; `base` ends with `/`.
+    Base(String),
+    /// A hub id: files are `{endpoint}/{id}/resolve/main/{file}`.
+    Hub { endpoint: String, id: String },
+}
+
+impl Location {
+    /// A base URL (anything with a scheme, or starting with `/`, `./`, `../`)
+    /// or a hub id (`owner/name`, or a bare `name`).
+    pub fn parse(model: &str, endpoint: Option<&str>) -> Result<Location, String> {
+        let model = model.trim();
+        if model.is_empty() {
+            return Err("no model given: pass a base URL of a model directory or a hub id such as \"asapp/sew-d-tiny-100k-ft-ls100h\"".into());
+        }
+        let is_url = model.contains("://") || model.starts_with('/') || model.starts_with("./") || model.starts_with("../");
+        if is_url {
+            let mut base = model.to_string();
+            if !base.ends_with('/') {
+                base.push('/');
+            }
+            return Ok(Location::Base(base));
+        }
+        let parts: Vec<&str> = model.split('/').collect();
+        let ok_part = |p: &str| !p.is_empty() && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if parts.len() > 2 || !parts.iter().all(|p| ok_part(p)) {
+            return Err(format!(
+                "{model:?} is neither a URL (http://…, https://…, /…, ./…) nor a hub id (owner/name of letters, digits, '-', '_', '.')"
+            ));
+        }
+        let endpoint = endpoint.unwrap_or(DEFAULT_ENDPOINT).trim().trim_end_matches('/').to_string();
+        if endpoint.is_empty() {
+            return Err("the endpoint option is empty".into());
+        }
+        Ok(Location::Hub { endpoint, id: model.to_string() })
+    }
+
+    pub fn url(&self, file: &str) -> String {
+        match self {
+            Location::Base(base) => format!("{base}{file}"),
+            Location::Hub { endpoint, id } => format!("{endpoint}/{id}/resolve/main/{file}"),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Base(base) => base.clone(),
+            Location::Hub { endpoint, id } => format!("{id} (on {endpoint})"),
+        }
+    }
+}
+
+/// A JS exception value as text.
+pub fn js_text(v: &JsValue) -> String {
+    if let Some(e) = v.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    v.as_string().unwrap_or_else(|| format!("{v:?}"))
+}
+
+enum Scope {
+    Window(web_sys::Window),
+    Worker(web_sys::WorkerGlobalScope),
+}
+
+fn scope() -> Result<Scope, String> {
+    let g = js_sys::global();
+    if let Some(w) = g.dyn_ref::<web_sys::Window>() {
+        return Ok(Scope::Window(w.clone()));
+    }
+    if let Some(w) = g.dyn_ref::<web_sys::WorkerGlobalScope>() {
+        return Ok(Scope::Worker(w.clone()));
+    }
+    Err("neither a Window nor a Worker global scope: fetch is not available here".into())
+}
+
+fn fetch_promise(url: &str) -> Result<Promise, String> {
+    Ok(match scope()? {
+        Scope::Window(w) => w.fetch_with_str(url),
+        Scope::Worker(w) => w.fetch_with_str(url),
+    })
+}
+
+/// The model cache, or `None` where the Cache API is missing (e.g. not a
+/// secure context) or refuses to open.
+pub async fn open_cache() -> Option<Cache> {
+    let storage: CacheStorage = match scope().ok()? {
+        Scope::Window(w) => w.caches().ok()?,
+        Scope::Worker(w) => w.caches().ok()?,
+    };
+    if storage.is_undefined() || storage.is_null() {
+        return None;
+    }
+    JsFuture::from(storage.open(CACHE_NAME)).await.ok()?.dyn_into::<Cache>().ok()
+}
+
+/// A fetched (or cached) file.
+pub enum Fetched {
+    Found { bytes: Vec<u8>, from_cache: bool },
+    /// 404 (or a cached 404).
+    Missing { from_cache: bool },
+}
+
+/// Reports `(loaded, total, file, cached)` to the user's callback.
+pub struct Progress {
+    pub callback: Option<Function>,
+}
+
+impl Progress {
+    pub fn report(&self, loaded: f64, total: Option<f64>, file: &str, cached: bool) {
+        if let Some(f) = &self.callback {
+            let args = js_sys::Array::of4(
+                &JsValue::from_f64(loaded),
+                &total.map(JsValue::from_f64).unwrap_or(JsValue::UNDEFINED),
+                &JsValue::from_str(file),
+                &JsValue::from_bool(cached),
+            );
+            if let Err(e) = f.apply(&JsValue::NULL, &args) {
+                web_sys::console::warn_1(&format!("sewd: onProgress threw: {}", js_text(&e)).into());
+            }
+        }
+    }
+}
+
+/// Looks `url` up in the cache: `Some(Found|Missing)` on a hit.
+async fn from_cache(cache: &Cache, url: &str) -> Option<Fetched> {
+    let hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+    let resp: Response = hit.dyn_into().ok()?;
+    if resp.status() == 404 {
+        return Some(Fetched::Missing { from_cache: true });
+    }
+    if !resp.ok() {
+        return None;
+    }
+    let buf = JsFuture::from(resp.array_buffer().ok()?).await.ok()?;
+    Some(Fetched::Found { bytes: Uint8Array::new(&buf).to_vec(), from_cache: true })
+}
+
+/// Fetches `url`, reporting progress as `file`. 404 is `Missing`; every
+/// other failure is an error naming the URL.
+pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: &Progress) -> Result<Fetched, String> {
+    if let Some(cache) = cache {
+        if let Some(hit) = from_cache(cache, url).await {
+            if let Fetched::Found { bytes, .. } = &hit {
+                progress.report(bytes.len() as f64, Some(bytes.len() as f64), file, true);
+            }
+            return Ok(hit);
+        }
+    }
+    let resp = JsFuture::from(fetch_promise(url)?).await.map_err(|e| {
+        format!(
+            "could not fetch {url}: {} (network error, or the server does not allow cross-origin requests: CORS)",
+            js_text(&e)
+        )
+    })?;
+    let resp: Response = resp.dyn_into().map_err(|_| format!("fetch of {url} did not return a Response"))?;
+    let status = resp.status();
+    if status == 404 {
+        return Ok(Fetched::Missing { from_cache: false });
+    }
+    if !resp.ok() {
+        let hint = match status {
+            401 | 403 => " (the repository may be private, gated or not exist)",
+            _ => "",
+        };
+        return Err(format!("{url}: HTTP {status} {}{hint}", resp.status_text()));
+    }
+    let total = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    let mut bytes: Vec<u8> = Vec::with_capacity(total.unwrap_or(0.0).min(4e9) as usize);
+    progress.report(0.0, total, file, false);
+    match resp.body() {
+        Some(body) => {
+            let reader: ReadableStreamDefaultReader = body
+                .get_reader()
+                .dyn_into()
+                .map_err(|_| format!("{url}: the response body has no default reader"))?;
+            loop {
+                let chunk = JsFuture::from(reader.read())
+                    .await
+                    .map_err(|e| format!("downloading {url} failed after {} bytes: {}", bytes.len(), js_text(&e)))?;
+                let done = Reflect::get(&chunk, &"done".into()).map(|v| v.is_truthy()).unwrap_or(true);
+                if done {
+                    break;
+                }
+                let value = Reflect::get(&chunk, &"value".into()).map_err(|e| js_text(&e))?;
+                let arr: Uint8Array = value.dyn_into().map_err(|_| format!("{url}: the body stream gave a chunk that is not bytes"))?;
+                let start = bytes.len();
+                bytes.resize(start + arr.length() as usize, 0);
+                arr.copy_to(&mut bytes[start..]);
+                progress.report(bytes.len() as f64, total, file, false);
+            }
+        }
+        None => {
+            let buf = JsFuture::from(resp.array_buffer().map_err(|e| js_text(&e))?)
+                .await
+                .map_err(|e| format!("downloading {url} failed: {}", js_text(&e)))?;
+            bytes = Uint8Array::new(&buf).to_vec();
+        }
+    }
+    if let Some(t) = total {
+        // A body shorter than its Content-Length (without content coding, which
+        // model files do not use) is a cut-off download.
+        if (bytes.len() as f64) < t && !has_content_encoding(&resp) {
+            return Err(format!("{url}: download cut off: got {} of {t} bytes", bytes.len()));
+        }
+    }
+    progress.report(bytes.len() as f64, Some(total.unwrap_or(bytes.len() as f64)), file, false);
+    Ok(Fetched::Found { bytes, from_cache: false })
+}
+
+fn has_content_encoding(resp: &Response) -> bool {
+    resp.headers().get("content-encoding").ok().flatten().is_some_and(|v| !v.is_empty() && v != "identity")
+}
+
+/// Stores a file (or a 404 marker, `bytes = None`) in the cache. Failures
+/// (quota, private mode) only cost the next load a download.
+pub async fn store(cache: &Cache, url: &str, bytes: Option<&[u8]>) {
+    let init = ResponseInit::new();
+    let resp = match bytes {
+        Some(b) => {
+            init.set_status(200);
+            let arr = Uint8Array::from(b);
+            Response::new_with_opt_buffer_source_and_init(Some(&arr), &init)
+        }
+        None => {
+            init.set_status(404);
+            Response::new_with_opt_str_and_init(None, &init)
+        }
+    };
+    let result = match resp {
+        Ok(r) => JsFuture::from(cache.put_with_str(url, &r)).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        web_sys::console::warn_1(&format!("sewd: could not cache {url}: {}", js_text(&e)).into());
+    }
+}
