@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the browser tests (tests/wasm_*.rs) in headless Chromium: starts the
+# fixture server, runs `cargo test` for wasm32 through wasm-bindgen-test-runner
+# (see .cargo/config.toml and webdriver.json), stops the server.
+#
+#   scripts/test_wasm.sh                 # every tests/wasm_*.rs
+#   scripts/test_wasm.sh --test wasm_load
+#
+# Needs: rustup target wasm32-unknown-unknown, wasm-bindgen-cli matching
+# Cargo.lock's wasm-bindgen (cargo install wasm-bindgen-cli --version …),
+# chromium + chromium-driver. A missing browser or WebGPU fails the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT="${SEWD_FIXTURE_PORT:-8765}"
+export SEWD_FIXTURE_SERVER="http://127.0.0.1:${PORT}"
+export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"
+
+want=$(grep -A1 'name = "wasm-bindgen"' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p' | head -1)
+have=$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+    echo "test_wasm: installing wasm-bindgen-cli $want (have: ${have:-none})"
+    cargo install wasm-bindgen-cli --version "$want" --locked
+fi
+
+python3 scripts/serve_fixtures.py --port "$PORT" > /tmp/sewd-fixture-server.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+    curl -sf "$SEWD_FIXTURE_SERVER/count" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -sf "$SEWD_FIXTURE_SERVER/count" >/dev/null || { echo "test_wasm: fixture server did not start"; cat /tmp/sewd-fixture-server.log; exit 1; }
+
+if [ $# -eq 0 ]; then set -- --test 'wasm_*'; fi
+cargo test --release --target wasm32-unknown-unknown --no-default-features "$@"

@@ -1,0 +1,139 @@
+//! Loading models over HTTP in a browser: URLs and hub ids, both weight
+//! formats, progress, the Cache API, and every failure as a JS Error that
+//! says what and where. Needs scripts/serve_fixtures.py (make test-wasm).
+#![cfg(target_arch = "wasm32")]
+
+#[path = "wasm_common/mod.rs"]
+mod common;
+
+use common::*;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn cpu_no_cache() -> JsValue {
+    obj(&[("backend", "cpu".into()), ("cache", false.into())])
+}
+
+#[wasm_bindgen_test]
+async fn base_url_with_and_without_slash_and_progress() {
+    let p = ProgressLog::new();
+    let opts = obj(&[("backend", "cpu".into()), ("cache", false.into()), ("onProgress", p.js())]);
+    let rec = load(&url("/m/slash/ctc_group_both_shared"), opts).await.unwrap();
+    assert_eq!(rec.backend(), "cpu");
+    assert_eq!(rec.head(), "ctc");
+    assert_eq!(rec.sample_rate(), 16_000);
+    assert_eq!(p.files(), ["config.json", "vocab.json", "preprocessor_config.json", "model.safetensors"]);
+    let reports = p.reports.borrow();
+    let last = reports.iter().rev().find(|r| r.file == "model.safetensors").unwrap();
+    let size = get(&"/m/size/ctc_group_both_shared/model.safetensors").await.len() as f64;
+    assert_eq!((last.loaded, last.total, last.cached), (size, Some(size), false), "final progress of the weights");
+    assert!(reports.iter().all(|r| r.total.is_none_or(|t| r.loaded <= t)));
+    drop(reports);
+    let text = get_field(&rec.transcribe(clip("speech_3s.wav").await, 16_000).await.unwrap(), "text").as_string().unwrap();
+    assert!(!text.is_empty());
+    load(&url("/m/slash/ctc_group_both_shared/"), cpu_no_cache()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn pytorch_bin_when_safetensors_is_404() {
+    let p = ProgressLog::new();
+    let opts = obj(&[("backend", "cpu".into()), ("cache", false.into()), ("onProgress", p.js())]);
+    let before = count("/m/pt/").await;
+    let rec = load(&url("/m/pt/base_layer_sq3_c2p_separate/"), opts).await.unwrap();
+    assert_eq!(rec.head(), "base");
+    assert!(p.files().contains(&"pytorch_model.bin".to_string()), "{:?}", p.files());
+    // config, vocab (404), preprocessor (404), safetensors (404), bin
+    assert_eq!(count("/m/pt/").await - before, 5);
+    let e = message(&rec.transcribe(clip("speech_3s.wav").await, 16_000).await.unwrap_err());
+    assert!(e.contains("no CTC") || e.contains("vocab.json"), "{e}");
+}
+
+#[wasm_bindgen_test]
+async fn hub_id_on_a_stand_in_endpoint() {
+    let before = count("/hub/fixtures/ctc_p2c_nobuckets/resolve/main/").await;
+    let opts = obj(&[("backend", "cpu".into()), ("cache", false.into()), ("endpoint", url("/hub/").into())]);
+    let rec = load("fixtures/ctc_p2c_nobuckets", opts).await.unwrap();
+    assert_eq!(rec.head(), "ctc");
+    assert_eq!(count("/hub/fixtures/ctc_p2c_nobuckets/resolve/main/").await - before, 4);
+    // A classifier by hub id (no vocab.json: optional).
+    let opts = obj(&[("backend", "cpu".into()), ("cache", false.into()), ("endpoint", url("/hub").into())]);
+    let c = load("fixtures/cls_mean", opts).await.unwrap();
+    let r = c.classify(clip("speech_3s.wav").await, 16_000).await.unwrap();
+    assert!(get_field(&r, "label").as_string().is_some());
+    let e = message(&c.transcribe(clip("speech_3s.wav").await, 16_000).await.unwrap_err());
+    assert!(e.contains("vocab.json") && e.contains("cls_mean"), "{e}");
+}
+
+#[wasm_bindgen_test]
+async fn errors_say_what_and_where() {
+    let cases: Vec<(String, JsValue, Vec<String>)> = vec![
+        (url("/m/e/no_such_model/"), cpu_no_cache(), vec![url("/m/e/no_such_model/config.json"), "404".into()]),
+        (url("/m/e/nopt/"), cpu_no_cache(), vec!["no weights".into(), url("/m/e/nopt/model.safetensors"), url("/m/e/nopt/pytorch_model.bin")]),
+        (url("/m/e/truncated/"), cpu_no_cache(), vec![url("/m/e/truncated/model.safetensors")]),
+        (url("/m/e/cut/"), cpu_no_cache(), vec![url("/m/e/cut/model.safetensors")]),
+        (url("/m/e/badconfig/"), cpu_no_cache(), vec!["config.json".into(), "feat_extract_norm".into(), url("/m/e/badconfig/")]),
+        (url("/m/e/nocors/"), cpu_no_cache(), vec![url("/m/e/nocors/config.json"), "CORS".into()]),
+        ("http://127.0.0.1:9/model/".into(), cpu_no_cache(), vec!["could not fetch http://127.0.0.1:9/model/config.json".into()]),
+        ("a/b/c".into(), cpu_no_cache(), vec!["neither a URL".into()]),
+        ("".into(), cpu_no_cache(), vec!["no model given".into()]),
+        (url("/m/e/ctc_group_both_shared/"), obj(&[("backend", "tpu".into())]), vec!["backend".into(), "tpu".into()]),
+        (url("/m/e/ctc_group_both_shared/"), obj(&[("onProgress", 3.into())]), vec!["onProgress".into()]),
+        (url("/m/e/ctc_group_both_shared/"), JsValue::from(7), vec!["options must be an object".into()]),
+    ];
+    for (model, opts, needles) in cases {
+        let e = load(&model, opts).await.err().unwrap_or_else(|| panic!("{model}: loaded, expected an error"));
+        for n in &needles {
+            assert!(e.contains(n.as_str()), "{model}: error {e:?} should mention {n:?}");
+        }
+    }
+    // Bad input to a loaded model.
+    let rec = load_case("e", "ctc_group_both_shared", "cpu").await;
+    let short = message(&rec.transcribe(vec![0.1; 100], 16_000).await.unwrap_err());
+    assert!(short.contains("too short"), "{short}");
+    let nan = message(&rec.transcribe(vec![0.0, f32::NAN, 0.0], 16_000).await.unwrap_err());
+    assert!(nan.contains("sample 1 is NaN"), "{nan}");
+    let rate = message(&rec.transcribe(vec![0.1; 16_000], 0).await.unwrap_err());
+    assert!(rate.contains("0"), "{rate}");
+    let cls = message(&rec.classify(vec![0.1; 16_000], 16_000).await.unwrap_err());
+    assert!(cls.contains("classification"), "{cls}");
+}
+
+/// The second load of a model comes from the Cache API: no request reaches
+/// the server and every progress report says `cached`.
+#[wasm_bindgen_test]
+async fn second_load_comes_from_the_cache() {
+    for (tag, case) in [("cache-st", "ctc_group_both_shared"), ("cache-pt", "base_layer_sq3_c2p_separate")] {
+        let prefix = format!("/m/{tag}/");
+        let model = url(&format!("{prefix}{case}/"));
+        let first = ProgressLog::new();
+        let opts = obj(&[("backend", "cpu".into()), ("onProgress", first.js())]);
+        let n0 = count(&prefix).await;
+        load(&model, opts).await.unwrap();
+        let n1 = count(&prefix).await;
+        assert!(n1 > n0, "{case}: the first load should download");
+        assert!(first.reports.borrow().iter().all(|r| !r.cached));
+
+        let second = ProgressLog::new();
+        let opts = obj(&[("backend", "cpu".into()), ("onProgress", second.js())]);
+        let rec = load(&model, opts).await.unwrap();
+        assert_eq!(count(&prefix).await, n1, "{case}: the second load made network requests");
+        let reports = second.reports.borrow();
+        assert!(!reports.is_empty() && reports.iter().all(|r| r.cached && r.total == Some(r.loaded)), "{case}: {reports:?}");
+        assert_eq!(second.files(), first.files());
+        drop(reports);
+        drop(rec);
+
+        // cache: false goes to the network again.
+        load(&model, obj(&[("backend", "cpu".into()), ("cache", false.into())])).await.unwrap();
+        assert!(count(&prefix).await > n1, "{case}: cache: false should download");
+    }
+    // A file that failed to load is not cached: loading again asks the server again.
+    let prefix = "/m/cache-bad/";
+    let model = url("/m/cache-bad/truncated/");
+    assert!(load(&model, obj(&[("backend", "cpu".into())])).await.is_err());
+    let n = count(prefix).await;
+    assert!(load(&model, obj(&[("backend", "cpu".into())])).await.is_err());
+    assert!(count(prefix).await > n, "a bad download must not be served from the cache");
+}
