@@ -1,0 +1,100 @@
+"""Evaluates the exported models on the held-out test sets through the Rust CLI.
+
+  cargo build --release
+  python training/evaluate.py asr   # WER/CER of models/sewd-demo-en on training/data/asr_test
+  python training/evaluate.py kws   # accuracy of models/sewd-demo-kws on training/data/kws_test
+
+Runs e.g. `target/release/sewd transcribe --model models/sewd-demo-en --format jsonl FILES...`
+and scores its output against the manifests; writes a JSON summary next to the test set.
+"""
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "training" / "data"
+sys.path.insert(0, str(ROOT / "training"))
+from train_asr import edit_distance  # noqa: E402
+
+
+def run_cli(args, chunk=100):
+    env = dict(os.environ, RAYON_NUM_THREADS=os.environ.get("RAYON_NUM_THREADS", "1"))
+    lines = []
+    files = args[-1]
+    for i in range(0, len(files), chunk):
+        out = subprocess.run(args[:-1] + files[i: i + chunk], capture_output=True, text=True, env=env, cwd=ROOT)
+        if out.returncode != 0:
+            sys.exit(f"sewd failed ({out.returncode}): {out.stderr}")
+        lines += [l for l in out.stdout.splitlines() if l.strip()]
+    return lines
+
+
+def norm(t):
+    return " ".join(t.lower().split())
+
+
+def eval_asr(a):
+    test = DATA / "asr_test"
+    man = [json.loads(l) for l in open(test / "manifest.jsonl")]
+    files = [str(test / m["file"]) for m in man]
+    lines = run_cli([a.sewd, "transcribe", "--model", a.model or "models/sewd-demo-en", "--format", "jsonl", files])
+    hyps = {Path(json.loads(l)["file"]).name: json.loads(l)["text"] for l in lines}
+    tot = collections.defaultdict(lambda: [0, 0, 0, 0, 0, 0])  # word errs, words, char errs, chars, exact, n
+    examples = []
+    for m in man:
+        ref, hyp = norm(m["text"]), norm(hyps[m["file"]])
+        we, ce = edit_distance(ref.split(), hyp.split()), edit_distance(ref, hyp)
+        for key in ("all", m["condition"] if m["condition"] != "clean" else "clean", "voice:" + m["voice"].split("+")[0]):
+            t = tot[key]
+            t[0] += we; t[1] += len(ref.split()); t[2] += ce; t[3] += len(ref); t[4] += ref == hyp; t[5] += 1
+        if len(examples) < 8:
+            examples.append((ref, hyp))
+    res = {k: {"wer": round(v[0] / v[1], 4), "cer": round(v[2] / v[3], 4), "exact": round(v[4] / v[5], 3), "n": v[5]}
+           for k, v in sorted(tot.items())}
+    for k, v in res.items():
+        print(f"{k:28s} WER {100 * v['wer']:5.1f}%  CER {100 * v['cer']:5.1f}%  exact {100 * v['exact']:5.1f}%  n={v['n']}")
+    for r, h in examples:
+        print(f"  REF {r}\n  HYP {h}")
+    json.dump(res, open(DATA / "asr_eval.json", "w"), indent=1)
+
+
+def eval_kws(a):
+    test = DATA / "kws_test"
+    man = [json.loads(l) for l in open(test / "manifest.jsonl")]
+    files = [str(test / m["file"]) for m in man]
+    lines = run_cli([a.sewd, "classify", "--model", a.model or "models/sewd-demo-kws", files])
+    pred = {}
+    for l in lines:
+        if l.startswith("{"):
+            j = json.loads(l)
+            pred[Path(j["file"]).name] = j["label"]
+        else:
+            f, label = l.split("\t")[:2]
+            pred[Path(f).name] = label
+    tot = collections.defaultdict(lambda: [0, 0])
+    confusions = collections.Counter()
+    for m in man:
+        ok = pred[m["file"]] == m["label"]
+        for key in ("all", "label:" + m["label"], "cond:" + m["condition"]):
+            tot[key][0] += ok
+            tot[key][1] += 1
+        if not ok:
+            confusions[(m["label"], pred[m["file"]], m["word"])] += 1
+    res = {k: {"accuracy": round(v[0] / v[1], 4), "n": v[1]} for k, v in sorted(tot.items())}
+    for k, v in res.items():
+        print(f"{k:22s} acc {100 * v['accuracy']:5.1f}%  n={v['n']}")
+    print("errors (label, predicted, word):", confusions.most_common(20))
+    json.dump(res, open(DATA / "kws_eval.json", "w"), indent=1)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("task", choices=["asr", "kws"])
+    ap.add_argument("--sewd", default=str(ROOT / "target" / "release" / "sewd"))
+    ap.add_argument("--model", default=None)
+    a = ap.parse_args()
+    eval_asr(a) if a.task == "asr" else eval_kws(a)

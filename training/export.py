@@ -1,0 +1,50 @@
+"""Exports a trained run to a Hugging Face model directory.
+
+  python training/export.py asr   # training/data/asr_run -> models/sewd-demo-en
+  python training/export.py kws   # training/data/kws_run -> models/sewd-demo-kws
+"""
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common as C  # noqa: E402
+from train_asr import DATA, asr_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(task):
+    from transformers import (SEWDForCTC, SEWDForSequenceClassification, Wav2Vec2CTCTokenizer,
+                              Wav2Vec2FeatureExtractor, Wav2Vec2Processor)
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=C.SR, padding_value=0.0, do_normalize=True,
+                                  return_attention_mask=False)
+    if task == "asr":
+        from train_asr import asr_config as cfg
+        model, run, out = SEWDForCTC(cfg()), DATA / "asr_run", ROOT / "models" / "sewd-demo-en"
+    else:
+        from train_kws import kws_config as cfg
+        model, run, out = SEWDForSequenceClassification(cfg()), DATA / "kws_run", ROOT / "models" / "sewd-demo-kws"
+    model.load_state_dict(torch.load(run / "model.pt"))
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    if task == "asr":
+        with tempfile.TemporaryDirectory() as tmp:
+            vocab = Path(tmp) / "vocab.json"
+            vocab.write_text(json.dumps({c: i for i, c in enumerate(C.VOCAB)}))
+            tok = Wav2Vec2CTCTokenizer(str(vocab), unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+                                       eos_token="</s>", word_delimiter_token="|", do_lower_case=False)
+            Wav2Vec2Processor(feature_extractor=fe, tokenizer=tok).save_pretrained(out)
+            fe.save_pretrained(out)  # preprocessor_config.json (transformers 5 folds it into processor_config.json)
+    else:
+        fe.save_pretrained(out)
+    for p in sorted(out.iterdir()):
+        print(f"{p.stat().st_size:>10}  {p}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,173 @@
+"""Makes the synthetic espeak-ng data sets under training/data/.
+
+  python training/make_data.py asr   # ASR: train cache (clean, int16 npy) + held-out test WAVs
+  python training/make_data.py kws   # keyword spotting: same layout
+
+The held-out test sets are made first with a fixed seed; the training sentences
+exclude every test sentence. Test clips go through every base voice in turn (with
+random variants, rates and pitches) and get a fixed, seeded augmentation.
+Training clips are stored clean; train_*.py augments them on the fly.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common as C  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+# homophones / near-homophones of the keywords kept out of `_unknown_`
+NOT_UNKNOWN = set(KEYWORDS) | {"know", "knows", "write", "rite", "wright", "yess", "noh", "of", "ups", "goes",
+                               "going", "rights", "stops", "lefts", "downs", "offs", "ons", "gone", "yep", "nope"}
+
+TEST_CONDITIONS = ["clean", "clean", "noise20", "noise10", "reverb", "speed_noise"]
+
+
+def random_voice(rng, base=None):
+    base = base or str(rng.choice(C.BASE_VOICES))
+    return C.voice_name(base, str(rng.choice(C.VARIANTS)))
+
+
+def test_augment(rng, x, cond):
+    if cond == "noise20":
+        x = C.add_noise(rng, x, 20.0)
+    elif cond == "noise10":
+        x = C.add_noise(rng, x, 10.0)
+    elif cond == "reverb":
+        x = C.reverb(rng, x)
+    elif cond == "speed_noise":
+        x = C.add_noise(rng, C.speed(x, rng.uniform(0.9, 1.1)), 15.0)
+    return x / (np.abs(x).max() + 1e-9) * rng.uniform(0.2, 0.9)
+
+
+def synth(text, rng, voice, rate_lo=130, rate_hi=230):
+    rate = int(rng.integers(rate_lo, rate_hi + 1))
+    pitch = int(rng.integers(20, 81))
+    x = C.espeak(text, voice, rate, pitch)
+    return x / (np.abs(x).max() + 1e-9) * 0.9, rate, pitch
+
+
+def save_cache(prefix, clips, meta):
+    offsets = np.cumsum([0] + [len(c) for c in clips]).astype(np.int64)
+    np.save(DATA / f"{prefix}_audio.npy", np.concatenate([C.to_int16(c) for c in clips]))
+    np.save(DATA / f"{prefix}_offsets.npy", offsets)
+    with open(DATA / f"{prefix}_meta.jsonl", "w") as f:
+        for m in meta:
+            f.write(json.dumps(m) + "\n")
+
+
+def make_asr(n_train, n_test):
+    sm = C.SentenceMaker()
+    rng = np.random.default_rng(1234)
+    out = DATA / "asr_test"
+    out.mkdir(parents=True, exist_ok=True)
+    test_sents = set()
+    with open(out / "manifest.jsonl", "w") as man:
+        for i in range(n_test):
+            text = sm.sentence(rng)
+            while text in test_sents:
+                text = sm.sentence(rng)
+            test_sents.add(text)
+            voice = random_voice(rng, C.BASE_VOICES[i % len(C.BASE_VOICES)])
+            x, rate, pitch = synth(text, rng, voice)
+            cond = TEST_CONDITIONS[i % len(TEST_CONDITIONS)]
+            x = test_augment(rng, x, cond)
+            name = f"asr_{i:04d}.wav"
+            C.write_wav(out / name, x)
+            man.write(json.dumps({"file": name, "text": text, "voice": voice, "rate": rate, "pitch": pitch,
+                                  "condition": cond}) + "\n")
+    print(f"asr test: {n_test} clips", flush=True)
+    rng = np.random.default_rng(42)
+    clips, meta = [], []
+    t0 = time.time()
+    while len(clips) < n_train:
+        text = sm.sentence(rng)
+        if text in test_sents:
+            continue
+        voice = random_voice(rng)
+        x, rate, pitch = synth(text, rng, voice)
+        clips.append(x)
+        meta.append({"text": text, "voice": voice, "rate": rate, "pitch": pitch})
+        if len(clips) % 1000 == 0:
+            print(f"asr train {len(clips)} {time.time() - t0:.0f}s", flush=True)
+    save_cache("asr_train", clips, meta)
+    hours = sum(len(c) for c in clips) / C.SR / 3600
+    print(f"asr train: {len(clips)} clips, {hours:.2f} h", flush=True)
+
+
+def kws_word(rng, word, voice):
+    x, rate, pitch = synth(word, rng, voice, 110, 260)
+    x = C.trim(x, 0.02, 400)
+    if len(x) > int(0.95 * C.SR):
+        x = C.speed(x, len(x) / (0.95 * C.SR))
+    return x, rate, pitch
+
+
+def place(rng, x, n=C.SR):
+    out = np.zeros(n, dtype=np.float32)
+    off = int(rng.integers(0, n - len(x) + 1))
+    out[off: off + len(x)] = x
+    return out
+
+
+def make_kws(n_per_kw, n_unknown, n_test_per_kw, n_test_unknown, n_test_silence):
+    words, _ = C.word_list(8000)
+    unknown_words = [w for w in words if w not in NOT_UNKNOWN]
+    rng = np.random.default_rng(4321)
+    # unknown words for test and train are disjoint
+    perm = rng.permutation(len(unknown_words))
+    test_unknown = [unknown_words[i] for i in perm[:800]]
+    train_unknown = [unknown_words[i] for i in perm[800:]]
+    out = DATA / "kws_test"
+    out.mkdir(parents=True, exist_ok=True)
+    items = [(k, k) for k in KEYWORDS for _ in range(n_test_per_kw)]
+    items += [("_unknown_", str(rng.choice(test_unknown))) for _ in range(n_test_unknown)]
+    items += [("_silence_", None) for _ in range(n_test_silence)]
+    with open(out / "manifest.jsonl", "w") as man:
+        for i, (label, word) in enumerate(items):
+            voice = random_voice(rng, C.BASE_VOICES[i % len(C.BASE_VOICES)])
+            cond = TEST_CONDITIONS[i % len(TEST_CONDITIONS)]
+            if word is None:
+                x = C.colored_noise(rng, C.SR, str(rng.choice(["white", "pink", "brown"])))
+                x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.001, 0.3)
+                voice, cond = None, "noise"
+            else:
+                w, _, _ = kws_word(rng, word, voice)
+                x = test_augment(rng, place(rng, w), cond)
+            name = f"kws_{i:04d}.wav"
+            C.write_wav(out / name, x)
+            man.write(json.dumps({"file": name, "label": label, "word": word, "voice": voice, "condition": cond}) + "\n")
+    print(f"kws test: {len(items)} clips", flush=True)
+    rng = np.random.default_rng(99)
+    clips, meta = [], []
+    todo = [(k, k) for k in KEYWORDS for _ in range(n_per_kw)]
+    todo += [("_unknown_", str(rng.choice(train_unknown))) for _ in range(n_unknown)]
+    t0 = time.time()
+    for label, word in todo:
+        voice = random_voice(rng)
+        x, rate, pitch = kws_word(rng, word, voice)
+        clips.append(x)
+        meta.append({"label": label, "word": word, "voice": voice, "rate": rate, "pitch": pitch})
+        if len(clips) % 1000 == 0:
+            print(f"kws train {len(clips)} {time.time() - t0:.0f}s", flush=True)
+    save_cache("kws_train", clips, meta)
+    print(f"kws train: {len(clips)} clips", flush=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("task", choices=["asr", "kws"])
+    ap.add_argument("--n-train", type=int, default=10000)
+    ap.add_argument("--n-test", type=int, default=300)
+    a = ap.parse_args()
+    DATA.mkdir(exist_ok=True)
+    if a.task == "asr":
+        make_asr(a.n_train, a.n_test)
+    else:
+        make_kws(n_per_kw=400, n_unknown=1600, n_test_per_kw=40, n_test_unknown=80, n_test_silence=40)

@@ -1,0 +1,240 @@
+"""Trains the small SEWDForCTC character model on the espeak-ng cache (one CPU core).
+
+  OMP_NUM_THREADS=1 nice -n 5 python training/train_asr.py --minutes 45
+  python training/export.py asr   # -> models/sewd-demo-en
+
+The learning-rate schedule is tied to wall time (linear warmup over steps, then
+cosine decay over the time budget), so the run ends on time whatever the speed.
+"""
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common as C  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+def asr_config(**over):
+    from transformers import SEWDConfig
+    kw = dict(
+        vocab_size=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        hidden_size=144, num_hidden_layers=6, num_attention_heads=4, intermediate_size=576,
+        squeeze_factor=2, max_position_embeddings=256, position_buckets=64, share_att_key=True,
+        relative_attention=True, pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm",
+        hidden_act="gelu_python", hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0,
+        feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0, layer_norm_eps=1e-7,
+        feature_layer_norm_eps=1e-5, initializer_range=0.02,
+        feat_extract_norm="group", feat_extract_activation="gelu",
+        # 4 conv layers, 20 ms frames (stride 320 like the asapp models), a 64-tap first layer
+        conv_dim=[64, 96, 128, 128], conv_stride=[16, 2, 2, 5], conv_kernel=[64, 4, 4, 5], conv_bias=False,
+        num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=16,
+        apply_spec_augment=True, mask_time_prob=0.02, mask_time_length=5, mask_feature_prob=0.0,
+        ctc_loss_reduction="mean", ctc_zero_infinity=True,
+    )
+    kw.update(over)
+    return SEWDConfig(**kw)
+
+
+def encode(text):
+    return [C.CHAR2ID["|" if c == " " else c.upper()] for c in text]
+
+
+def decode(ids):
+    out, prev = [], -1
+    for i in ids:
+        if i != prev and i >= 4:
+            out.append(" " if C.VOCAB[i] == "|" else C.VOCAB[i])
+        prev = i
+    return " ".join("".join(out).split()).lower()
+
+
+def edit_distance(a, b):
+    d = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(b) + 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
+            prev, d[j] = d[j], cur
+    return d[len(b)]
+
+
+def load_cache(prefix):
+    audio = np.load(DATA / f"{prefix}_audio.npy", mmap_mode="r")
+    off = np.load(DATA / f"{prefix}_offsets.npy")
+    meta = [json.loads(l) for l in open(DATA / f"{prefix}_meta.jsonl")]
+    clips = [np.asarray(audio[off[i]: off[i + 1]], dtype=np.float32) / 32768.0 for i in range(len(meta))]
+    return clips, meta
+
+
+def normalize(x):
+    return (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+
+
+def make_batches(lengths, max_samples, rng, shuffle=True):
+    """Length-bucketed batches of at most max_samples (padded) audio samples
+    (shortest first when not shuffled: SortaGrad for the first CTC epoch)."""
+    order = np.argsort(np.array(lengths) + rng.uniform(0, 4000, len(lengths)))
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        m = max(cur_max, lengths[i])
+        if cur and m * (len(cur) + 1) > max_samples:
+            batches.append(cur)
+            cur, m = [], lengths[i]
+        cur.append(i)
+        cur_max = m
+    if cur:
+        batches.append(cur)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(xs):
+    n = max(len(x) for x in xs)
+    inp = np.zeros((len(xs), n), dtype=np.float32)
+    mask = np.zeros((len(xs), n), dtype=np.int64)
+    for i, x in enumerate(xs):
+        inp[i, : len(x)] = normalize(x)
+        mask[i, : len(x)] = 1
+    return torch.from_numpy(inp), torch.from_numpy(mask)
+
+
+@torch.no_grad()
+def evaluate(model, clips, texts):
+    model.eval()
+    errs = words = cerrs = chars = 0
+    for x, t in zip(clips, texts):
+        logits = model(torch.from_numpy(normalize(x))[None]).logits[0]
+        hyp = decode(logits.argmax(-1).tolist())
+        errs += edit_distance(t.split(), hyp.split())
+        words += len(t.split())
+        cerrs += edit_distance(t, hyp)
+        chars += len(t)
+    model.train()
+    return errs / words, cerrs / chars, hyp, t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=45)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--batch-seconds", type=float, default=16)
+    ap.add_argument("--n-dev", type=int, default=60)
+    ap.add_argument("--out", default=str(DATA / "asr_run"))
+    ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--init", default="", help="state dict whose sew_d.* (encoder) weights start the model, "
+                    "e.g. the keyword spotter training/data/kws_run/model.pt")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from transformers import SEWDForCTC
+    config = asr_config()
+    model = SEWDForCTC(config)
+    if a.init:
+        sd = {k: v for k, v in torch.load(a.init).items() if k.startswith("sew_d.")}
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        print(f"init from {a.init}: missing {missing}", flush=True)
+    nparam = sum(p.numel() for p in model.parameters())
+    print(f"params {nparam / 1e6:.2f} M", flush=True)
+
+    if a.bench:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        x = torch.randn(8, 48000)
+        lab = torch.randint(4, 32, (8, 40))
+        for i in range(4):
+            t = time.time()
+            loss = model(x, labels=lab).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            print(f"step 8x3s {time.time() - t:.2f}s", flush=True)
+        return
+
+    clips, meta = load_cache("asr_train")
+    texts = [m["text"] for m in meta]
+    dev_idx = list(range(len(clips) - a.n_dev, len(clips)))
+    dev_rng = np.random.default_rng(7)
+    dev_clips = [C.augment(dev_rng, clips[i]) for i in dev_idx]
+    dev_texts = [texts[i] for i in dev_idx]
+    clips, texts = clips[: -a.n_dev], texts[: -a.n_dev]
+    labels = [encode(t) for t in texts]
+    print(f"train clips {len(clips)}, {sum(map(len, clips)) / C.SR / 3600:.2f} h", flush=True)
+
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in n.lower() or n.endswith(".bias") else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.98), eps=1e-8)
+    budget = a.minutes * 60
+    t0 = time.time()
+    step = epoch = 0
+    last_eval = last_save = t0
+    log = open(out / "train.log", "a")
+    done = False
+    ema = None
+    while not done:
+        epoch += 1
+        # augmented lengths are within +-10% of the clean ones, so bucket on clean lengths
+        for b in make_batches([len(c) for c in clips], int(a.batch_seconds * C.SR), rng, shuffle=epoch > 1):
+            frac = (time.time() - t0) / budget
+            if frac >= 1:
+                done = True
+                break
+            lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * 0.95 + 0.05)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            xs = [C.augment(rng, clips[i]) for i in b]
+            inp, mask = collate(xs)
+            lab = [labels[i] for i in b]
+            L = max(map(len, lab))
+            lab_t = torch.full((len(b), L), -100, dtype=torch.long)
+            for i, l in enumerate(lab):
+                lab_t[i, : len(l)] = torch.tensor(l)
+            loss = model(inp, attention_mask=mask, labels=lab_t).loss
+            opt.zero_grad()
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            if step % 25 == 0:
+                msg = f"ep {epoch} step {step} t {time.time() - t0:.0f}s lr {lr:.2e} loss {ema:.3f} gn {gn:.2f}"
+                print(msg, flush=True)
+                log.write(msg + "\n")
+                log.flush()
+            now = time.time()
+            if now - last_eval > 600:
+                wer, cer, hyp, ref = evaluate(model, dev_clips, dev_texts)
+                msg = f"DEV step {step} wer {wer:.3f} cer {cer:.3f} | {ref} -> {hyp}"
+                print(msg, flush=True)
+                log.write(msg + "\n")
+                last_eval = time.time()
+            if now - last_save > 300:
+                torch.save(model.state_dict(), out / "model.pt")
+                last_save = now
+    torch.save(model.state_dict(), out / "model.pt")
+    config.save_pretrained(out)
+    wer, cer, hyp, ref = evaluate(model, dev_clips, dev_texts)
+    msg = f"FINAL step {step} epochs {epoch} time {time.time() - t0:.0f}s dev wer {wer:.3f} cer {cer:.3f}"
+    print(msg, flush=True)
+    log.write(msg + "\n")
+    json.dump({"steps": step, "epochs": epoch, "seconds": time.time() - t0, "params": nparam,
+               "dev_wer": wer, "dev_cer": cer, "train_clips": len(clips),
+               "train_hours": sum(map(len, clips)) / C.SR / 3600}, open(out / "summary.json", "w"))
+
+
+if __name__ == "__main__":
+    main()

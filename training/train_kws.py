@@ -1,0 +1,130 @@
+"""Trains the SEWDForSequenceClassification keyword spotter (one CPU core).
+
+The bundled model was trained first, from scratch (--init none), and its encoder
+then started the ASR model (train_asr.py --init training/data/kws_run/model.pt).
+
+  OMP_NUM_THREADS=1 nice -n 5 python training/train_kws.py --minutes 12
+  python training/export.py kws   # -> models/sewd-demo-kws
+
+The encoder starts from the trained ASR model (training/data/asr_run/model.pt,
+same geometry) when it exists, which makes the classifier converge in minutes.
+Classes: the ten Speech Commands words, `_unknown_` (other words) and `_silence_`
+(noise or near-silence, generated on the fly).
+"""
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common as C  # noqa: E402
+from make_data import KEYWORDS, place  # noqa: E402
+from train_asr import DATA, asr_config, collate, load_cache  # noqa: E402
+
+LABELS = KEYWORDS + ["_unknown_", "_silence_"]
+
+
+def kws_config():
+    return asr_config(
+        num_labels=len(LABELS), id2label={i: l for i, l in enumerate(LABELS)},
+        label2id={l: i for i, l in enumerate(LABELS)}, classifier_proj_size=128,
+        use_weighted_layer_sum=False, mask_time_prob=0.05, mask_time_length=3)
+
+
+def silence(rng):
+    x = C.colored_noise(rng, C.SR, str(rng.choice(["white", "pink", "brown"])))
+    x = x / (np.abs(x).max() + 1e-9) * 10 ** rng.uniform(-3.5, -0.5)
+    if rng.random() < 0.3:  # quiet hum
+        t = np.arange(C.SR) / C.SR
+        x = x + 10 ** rng.uniform(-3, -1) * np.sin(2 * np.pi * rng.choice([50, 60]) * t + rng.uniform(0, 6))
+    return x.astype(np.float32)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=12)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--init", default=str(DATA / "asr_run" / "model.pt"))
+    ap.add_argument("--out", default=str(DATA / "kws_run"))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from transformers import SEWDForSequenceClassification
+    config = kws_config()
+    model = SEWDForSequenceClassification(config)
+    if Path(a.init).exists():
+        sd = {k: v for k, v in torch.load(a.init).items() if k.startswith("sew_d.")}
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        print(f"init from {a.init}: missing {missing}", flush=True)
+    nparam = sum(p.numel() for p in model.parameters())
+    print(f"params {nparam / 1e6:.2f} M", flush=True)
+
+    clips, meta = load_cache("kws_train")
+    items = [(LABELS.index(m["label"]), i) for i, m in enumerate(meta)]
+    n_sil = len(items) // 11
+    items += [(LABELS.index("_silence_"), -1)] * n_sil
+    print(f"train items {len(items)}", flush=True)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
+    budget = a.minutes * 60
+    t0 = time.time()
+    step = epoch = 0
+    done = False
+    ema_loss = ema_acc = None
+    while not done:
+        epoch += 1
+        perm = rng.permutation(len(items))
+        for s in range(0, len(perm) - a.batch + 1, a.batch):
+            frac = (time.time() - t0) / budget
+            if frac >= 1:
+                done = True
+                break
+            lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.5 * (1 + math.cos(math.pi * frac)) * 0.95 + 0.05)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            xs, ys = [], []
+            for j in perm[s: s + a.batch]:
+                y, i = items[j]
+                if i < 0:
+                    x = silence(rng)
+                else:
+                    x = C.augment(rng, place(rng, clips[i][: C.SR]), p_speed=0.0)
+                    if len(x) != C.SR:
+                        x = np.pad(x, (0, max(0, C.SR - len(x))))[: C.SR]
+                xs.append(x)
+                ys.append(y)
+            inp, _ = collate(xs)
+            labels = torch.tensor(ys)
+            outp = model(inp, labels=labels)
+            opt.zero_grad()
+            outp.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            acc = (outp.logits.argmax(-1) == labels).float().mean().item()
+            ema_loss = outp.loss.item() if ema_loss is None else 0.95 * ema_loss + 0.05 * outp.loss.item()
+            ema_acc = acc if ema_acc is None else 0.95 * ema_acc + 0.05 * acc
+            if step % 20 == 0:
+                print(f"ep {epoch} step {step} t {time.time() - t0:.0f}s lr {lr:.2e} loss {ema_loss:.3f} acc {ema_acc:.3f}",
+                      flush=True)
+            if step % 200 == 0:
+                torch.save(model.state_dict(), out / "model.pt")
+    torch.save(model.state_dict(), out / "model.pt")
+    config.save_pretrained(out)
+    json.dump({"steps": step, "epochs": epoch, "seconds": time.time() - t0, "params": nparam,
+               "train_clips": len(clips), "train_acc_ema": ema_acc}, open(out / "summary.json", "w"))
+    print(f"FINAL step {step} epochs {epoch} train acc (ema) {ema_acc:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
