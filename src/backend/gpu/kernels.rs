@@ -197,8 +197,9 @@ const ARENA_CHUNK: u64 = 256 * SLOT;
 pub(crate) struct Recorder {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     pipelines: HashMap<(&'static str, &'static str), Arc<Pipeline>>,
-    encoder: Option<wgpu::CommandEncoder>,
+    // The pass is declared first so it drops (ends) before its encoder.
     pass: Option<wgpu::ComputePass<'static>>,
+    encoder: Option<wgpu::CommandEncoder>,
     arena: Vec<wgpu::Buffer>,
     slots_used: u64,
     /// Dispatches recorded since the last submission.
