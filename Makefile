@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 PORT ?= 8080
 
-.PHONY: setup test test-rust test-wasm-build test-page pkg cli demo bench fixtures
+.PHONY: setup test test-rust test-wasm-build test-wasm test-page pkg cli demo bench fixtures
 
 setup:
 	@scripts/setup.sh
 
-test: setup test-rust test-wasm-build test-page
+test: setup test-rust test-wasm-build test-wasm test-page
 
 # Every cargo test (CPU and GPU backends, CLI, fixtures) in release mode: the
 # fixtures run real forward passes, which are slow unoptimized.
@@ -17,6 +17,11 @@ test-rust:
 # The library must keep compiling to WebAssembly.
 test-wasm-build:
 	cargo build --release --lib --target wasm32-unknown-unknown
+
+# The browser tests (tests/wasm_*.rs): wasm-bindgen-test in headless Chromium,
+# CPU and WebGPU (SwiftShader), against the fixture server.
+test-wasm:
+	scripts/test_wasm.sh
 
 # The npm package `sewd` (pkg/: sewd.js, sewd_bg.wasm, sewd.d.ts, package.json).
 # wasm-pack's own wasm-opt step is off (it would download binaryen). A local
