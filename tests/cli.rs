@@ -204,3 +204,19 @@ fn classify_with_a_ctc_model_is_refused() {
     let out = sewd(&["classify", "--model", &model("ctc_group_both_shared"), &speech()]);
     assert_error(&out, &["classification"]);
 }
+
+#[test]
+fn gpu_backend_transcribes_like_the_cpu() {
+    let args = |backend: &'static str| -> Vec<String> {
+        vec!["transcribe".into(), "--backend".into(), backend.into(), "--model".into(), model("ctc_group_both_shared"), common::fixtures().join("speech_16s.wav").display().to_string()]
+    };
+    let run = |backend| {
+        let a = args(backend);
+        let out = sewd(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{backend}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let cpu = run("cpu");
+    assert!(!cpu.trim().is_empty());
+    assert_eq!(run("gpu"), cpu);
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use sewd::audio;
 use sewd::backend::cpu::Cpu;
-use sewd::backend::{Backend, BackendError};
+use sewd::backend::Backend;
 use sewd::model::{ModelError, Options};
 use sewd::pipeline::{ModelFiles, Pipeline};
 
@@ -122,7 +122,10 @@ macro_rules! on_backend {
                 let $b = Cpu;
                 $body
             }
-            BackendKind::Gpu => Err(BackendError::Unavailable("gpu").to_string()),
+            BackendKind::Gpu => {
+                let $b = sewd::backend::gpu::Gpu::new().map_err(|e| e.to_string())?;
+                $body
+            }
         }
     };
 }
