@@ -11,7 +11,10 @@ use sewd::backend::Backend;
 use sewd::model::{ModelError, Options};
 use sewd::pipeline::{ModelFiles, Pipeline};
 
+mod bundled;
 mod serve;
+
+use bundled::BundledModel;
 
 #[derive(Parser)]
 #[command(name = "sewd", version, about = "SEW-D speech recognition (Hugging Face checkpoints) on the CPU or GPU")]
@@ -133,12 +136,12 @@ macro_rules! on_backend {
 fn run(command: Command) -> Res<()> {
     match command {
         Command::Transcribe { model, backend, format, files } => {
-            let dir = model_dir(model, "sewd-demo-en")?;
-            on_backend!(backend, |b| transcribe(b, &dir, format, &files))
+            let source = ModelSource::or_bundled(model, &bundled::DEMO_EN);
+            on_backend!(backend, |b| transcribe(b, &source, format, &files))
         }
         Command::Classify { model, backend, files } => {
-            let dir = model_dir(model, "sewd-demo-kws")?;
-            on_backend!(backend, |b| classify(b, &dir, &files))
+            let source = ModelSource::or_bundled(model, &bundled::DEMO_KWS);
+            on_backend!(backend, |b| classify(b, &source, &files))
         }
         Command::Forward { model, audio, output, out, backend } => on_backend!(backend, |b| forward(b, &model, &audio, output, &out)),
         Command::Bench { model, audio, backend, runs, threads } => {
@@ -160,30 +163,33 @@ fn serve_cmd(port: Option<u16>, root: Option<PathBuf>) -> Res<()> {
     serve::serve(port, &root.unwrap_or_else(serve::default_root))
 }
 
-/// The given directory, or the bundled model of that name next to the binary's source tree.
-fn model_dir(model: Option<PathBuf>, bundled: &str) -> Res<PathBuf> {
-    if let Some(dir) = model {
-        return Ok(dir);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(bundled);
-    if dir.join("config.json").is_file() {
-        Ok(dir)
-    } else {
-        Err(format!("no bundled model `{bundled}` in this build yet; pass --model DIR (a Hugging Face model directory)"))
+/// Where a command's model comes from: a directory given with `--model`, or a model
+/// compiled into the binary.
+enum ModelSource {
+    Dir(PathBuf),
+    Bundled(&'static BundledModel),
+}
+
+impl ModelSource {
+    fn or_bundled(dir: Option<PathBuf>, bundled: &'static BundledModel) -> Self {
+        dir.map_or(ModelSource::Bundled(bundled), ModelSource::Dir)
     }
 }
 
-fn load<B: Backend>(backend: B, dir: &Path) -> Res<Pipeline<B>> {
-    let files = ModelFiles::read_dir(dir).map_err(|e| e.to_string())?;
-    Pipeline::new(backend, &files).map_err(|e| format!("{}: {e}", dir.display()))
+fn load<B: Backend>(backend: B, source: &ModelSource) -> Res<Pipeline<B>> {
+    let (files, name) = match source {
+        ModelSource::Dir(dir) => (ModelFiles::read_dir(dir).map_err(|e| e.to_string())?, dir.display().to_string()),
+        ModelSource::Bundled(model) => (model.files()?, format!("bundled model {}", model.name)),
+    };
+    Pipeline::new(backend, &files).map_err(|e| format!("{name}: {e}"))
 }
 
 fn read_audio(path: &Path) -> Res<audio::Audio> {
     audio::read_wav_file(path).map_err(|e| e.to_string())
 }
 
-fn transcribe<B: Backend>(backend: B, dir: &Path, format: Format, files: &[PathBuf]) -> Res<()> {
-    let pipe = load(backend, dir)?;
+fn transcribe<B: Backend>(backend: B, model: &ModelSource, format: Format, files: &[PathBuf]) -> Res<()> {
+    let pipe = load(backend, model)?;
     for file in files {
         let audio = read_audio(file)?;
         let seconds = audio.samples.len() as f64 / audio.sample_rate as f64;
@@ -208,8 +214,8 @@ fn round3(x: f32) -> f64 {
     (x as f64 * 1000.0).round() / 1000.0
 }
 
-fn classify<B: Backend>(backend: B, dir: &Path, files: &[PathBuf]) -> Res<()> {
-    let pipe = load(backend, dir)?;
+fn classify<B: Backend>(backend: B, model: &ModelSource, files: &[PathBuf]) -> Res<()> {
+    let pipe = load(backend, model)?;
     for file in files {
         let c = pipe.classify(read_audio(file)?).map_err(|e| format!("{}: {e}", file.display()))?;
         println!("{}\t{}\t{:.4}", file.display(), c.label, c.score);
@@ -218,7 +224,7 @@ fn classify<B: Backend>(backend: B, dir: &Path, files: &[PathBuf]) -> Res<()> {
 }
 
 fn forward<B: Backend>(backend: B, dir: &Path, wav: &Path, output: OutputKind, out: &Path) -> Res<()> {
-    let pipe = load(backend, dir)?;
+    let pipe = load(backend, &ModelSource::Dir(dir.to_path_buf()))?;
     let samples = pipe.prepare(read_audio(wav)?).map_err(|e| format!("{}: {e}", wav.display()))?;
     let result = pipe.forward(&samples, Options::default()).map_err(|e| format!("{}: {e}", wav.display()))?;
     let tensor = match output {
@@ -231,7 +237,7 @@ fn forward<B: Backend>(backend: B, dir: &Path, wav: &Path, output: OutputKind, o
 
 fn bench<B: Backend>(backend: B, dir: &Path, wav: &Path, runs: usize) -> Res<()> {
     let name = backend.name();
-    let pipe = load(backend, dir)?;
+    let pipe = load(backend, &ModelSource::Dir(dir.to_path_buf()))?;
     let audio = read_audio(wav)?;
     let audio_s = audio.samples.len() as f64 / audio.sample_rate as f64;
     let samples = pipe.prepare(audio).map_err(|e| e.to_string())?;
