@@ -1,9 +1,6 @@
-"""Trains the SEWDForSequenceClassification keyword spotter (one CPU core).
+"""Trains the SEWDForSequenceClassification keyword spotter.
 
-The bundled model was trained first, from scratch (--init none), and its encoder
-then started the ASR model (train_asr.py --init training/data/kws_run/model.pt).
-
-  OMP_NUM_THREADS=1 nice -n 5 python training/train_kws.py --minutes 12
+  python training/train_kws.py --minutes 12 --threads 2
   python training/export.py kws   # -> models/sewd-demo-kws
 
 The encoder starts from the trained ASR model (training/data/asr_run/model.pt,
@@ -53,8 +50,9 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--init", default=str(DATA / "asr_run" / "model.pt"))
     ap.add_argument("--out", default=str(DATA / "kws_run"))
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     out = Path(a.out)
