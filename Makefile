@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PORT ?= 8080
 
-.PHONY: setup test test-rust test-wasm-build test-wasm test-page pkg cli demo bench fixtures
+.PHONY: setup test test-rust test-wasm-build test-wasm test-page pkg cli demo bench bench-browser fixtures
 
 setup:
 	@scripts/setup.sh
@@ -59,6 +59,11 @@ test-page: pkg cli
 bench:
 	cargo build --release
 	$(VENV)/bin/python bench/cpu_vs_pytorch.py
+
+# Native CPU vs the wasm package in headless Chromium (CPU and WebGPU on
+# SwiftShader), one run; see bench/README.md. BENCH_ARGS, e.g. "--runs 3".
+bench-browser: pkg cli
+	node bench/browser.mjs $(BENCH_ARGS)
 
 VENV ?= .venv
 fixtures:
