@@ -2,6 +2,7 @@
 
   python training/export.py asr   # training/data/asr_run -> models/sewd-demo-en
   python training/export.py kws   # training/data/kws_run -> models/sewd-demo-kws
+  python training/export.py asr training/data/asr_run_x   # another run directory
 """
 import json
 import sys
@@ -17,7 +18,7 @@ from train_asr import DATA, asr_config  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main(task):
+def main(task, run_dir=None):
     from transformers import (SEWDForCTC, SEWDForSequenceClassification, Wav2Vec2CTCTokenizer,
                               Wav2Vec2FeatureExtractor, Wav2Vec2Processor)
     fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=C.SR, padding_value=0.0, do_normalize=True,
@@ -28,6 +29,7 @@ def main(task):
     else:
         from train_kws import kws_config as cfg
         model, run, out = SEWDForSequenceClassification(cfg()), DATA / "kws_run", ROOT / "models" / "sewd-demo-kws"
+    run = Path(run_dir) if run_dir else run
     model.load_state_dict(torch.load(run / "model.pt"))
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -47,4 +49,4 @@ def main(task):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

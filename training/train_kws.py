@@ -51,6 +51,7 @@ def main():
     ap.add_argument("--init", default=str(DATA / "asr_run" / "model.pt"))
     ap.add_argument("--out", default=str(DATA / "kws_run"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resume", default="", help="a whole state dict (encoder and head) to continue from")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -64,6 +65,9 @@ def main():
         sd = {k: v for k, v in torch.load(a.init).items() if k.startswith("sew_d.")}
         missing, unexpected = model.load_state_dict(sd, strict=False)
         print(f"init from {a.init}: missing {missing}", flush=True)
+    if a.resume:
+        model.load_state_dict(torch.load(a.resume))
+        print(f"resumed from {a.resume}", flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)
 
