@@ -220,3 +220,19 @@ fn gpu_backend_transcribes_like_the_cpu() {
     assert!(!cpu.trim().is_empty());
     assert_eq!(run("gpu"), cpu);
 }
+
+/// Without `--model` the models compiled into the binary answer, wherever it runs from
+/// (here from a directory with no `models/` in it).
+#[test]
+fn classify_without_model_uses_the_embedded_keyword_spotter() {
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clips/kws_yes.wav");
+    let out = Command::new(env!("CARGO_BIN_EXE_sewd"))
+        .args(["classify", clip.to_str().unwrap()])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run sewd");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = line.trim().split('\t').collect();
+    assert_eq!(fields.get(1), Some(&"yes"), "{line}");
+}
