@@ -110,6 +110,15 @@ def collate(xs):
     return torch.from_numpy(inp), torch.from_numpy(mask)
 
 
+def aux_ctc_loss(model, logits, mask, labels):
+    """CTC loss of the auxiliary head, reduced as SEWDForCTC reduces its own ("mean")."""
+    lengths = model._get_feat_extract_output_lengths(mask.sum(-1)).long()
+    keep = labels >= 0
+    log_probs = torch.log_softmax(logits, -1, dtype=torch.float32).transpose(0, 1)
+    return torch.nn.functional.ctc_loss(log_probs, labels.masked_select(keep), lengths, keep.sum(-1),
+                                        blank=model.config.pad_token_id, zero_infinity=True)
+
+
 @torch.no_grad()
 def evaluate(model, clips, texts):
     model.eval()
@@ -134,6 +143,13 @@ def main():
     ap.add_argument("--n-dev", type=int, default=60)
     ap.add_argument("--out", default=str(DATA / "asr_run"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--aux-ctc", type=float, default=0.0,
+                    help="weight of an auxiliary CTC loss on the projected conv features (a training-only "
+                    "linear head, not exported): it trains the feature encoder to separate characters "
+                    "from the first steps, which gets the transformer off the all-blank plateau sooner")
+    ap.add_argument("--threads-file", default="",
+                    help="a file holding a thread count, re-read every step (to use cores another job frees)")
+    ap.add_argument("--resume", default="", help="a whole SEWDForCTC state dict to continue from")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--init", default="", help="state dict whose sew_d.* (encoder) weights start the model, "
                     "e.g. the keyword spotter training/data/kws_run/model.pt")
@@ -151,6 +167,9 @@ def main():
         sd = {k: v for k, v in torch.load(a.init).items() if k.startswith("sew_d.")}
         missing, unexpected = model.load_state_dict(sd, strict=False)
         print(f"init from {a.init}: missing {missing}", flush=True)
+    if a.resume:
+        model.load_state_dict(torch.load(a.resume))
+        print(f"resumed from {a.resume}", flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)
 
@@ -177,8 +196,15 @@ def main():
     labels = [encode(t) for t in texts]
     print(f"train clips {len(clips)}, {sum(map(len, clips)) / C.SR / 3600:.2f} h", flush=True)
 
+    aux_head, aux_features = None, {}
+    if a.aux_ctc > 0:
+        aux_head = torch.nn.Linear(config.hidden_size, config.vocab_size)
+        # feature_dropout's output: the projected conv features at the frame rate, before squeezing
+        model.sew_d.feature_dropout.register_forward_hook(lambda _m, _i, o: aux_features.__setitem__("x", o))
+
     decay, no_decay = [], []
-    for n, p in model.named_parameters():
+    for n, p in list(model.named_parameters()) + ([] if aux_head is None else
+                                                    [("aux." + n, p) for n, p in aux_head.named_parameters()]):
         (no_decay if p.ndim < 2 or "norm" in n.lower() or n.endswith(".bias") else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.98), eps=1e-8)
@@ -197,6 +223,10 @@ def main():
             if frac >= 1:
                 done = True
                 break
+            if a.threads_file and Path(a.threads_file).exists():
+                n = int(Path(a.threads_file).read_text().strip() or a.threads)
+                if n != torch.get_num_threads():
+                    torch.set_num_threads(n)
             lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * 0.95 + 0.05)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -208,6 +238,8 @@ def main():
             for i, l in enumerate(lab):
                 lab_t[i, : len(l)] = torch.tensor(l)
             loss = model(inp, attention_mask=mask, labels=lab_t).loss
+            if aux_head is not None:
+                loss = loss + a.aux_ctc * (1 - frac) * aux_ctc_loss(model, aux_head(aux_features["x"]), mask, lab_t)
             opt.zero_grad()
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
