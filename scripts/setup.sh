@@ -16,6 +16,8 @@ have cc || need_apt+=(gcc)
 # The browser demo: Chromium (+ driver) for the page test.
 for p in chromium chromium-driver; do pkg_installed "$p" || need_apt+=("$p"); done
 have node || need_apt+=(nodejs)
+# scripts/test_wasm.sh polls its fixture server with curl.
+have curl || need_apt+=(curl)
 have npm || need_apt+=(npm)
 
 if ((${#need_apt[@]})); then
