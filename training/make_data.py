@@ -3,6 +3,12 @@
   python training/make_data.py asr   # ASR: train cache (clean, int16 npy) + held-out test WAVs
   python training/make_data.py kws   # keyword spotting: same layout
 
+For a machine with many cores but no wordfreq (the GPU machine), the training
+set can be planned here and synthesized there in parallel:
+
+  python training/make_data.py plan-asr --n-train 24000 --seed 7 --out training/data/plan_asr.jsonl
+  python training/make_data.py synth training/data/plan_asr.jsonl --prefix asr_gpu --workers 12
+
 The held-out test sets are made first with a fixed seed; the training sentences
 exclude every test sentence. Test clips go through every base voice in turn (with
 random variants, rates and pitches) and get a fixed, seeded augmentation.
@@ -160,14 +166,96 @@ def make_kws(n_per_kw, n_unknown, n_test_per_kw, n_test_unknown, n_test_silence)
     print(f"kws train: {len(clips)} clips", flush=True)
 
 
+def test_manifest(task):
+    path = DATA / f"{task}_test" / "manifest.jsonl"
+    if not path.exists():
+        sys.exit(f"{path} is missing: run `make_data.py {task}` first (the plan must exclude its test set)")
+    return [json.loads(line) for line in open(path)]
+
+
+def plan_asr(n_train, seed, long_frac):
+    """Training sentences and voices only (no audio), test sentences excluded;
+    long_frac of them 9-20 words, so the model also sees 5-10 s of context."""
+    test_sents = {m["text"] for m in test_manifest("asr")}
+    sm = C.SentenceMaker()
+    rng = np.random.default_rng(seed)
+    plan = []
+    while len(plan) < n_train:
+        text = sm.sentence(rng, 9, 20) if rng.random() < long_frac else sm.sentence(rng)
+        if text in test_sents:
+            continue
+        plan.append({"kind": "asr", "text": text, "voice": random_voice(rng),
+                     "rate": int(rng.integers(130, 231)), "pitch": int(rng.integers(20, 81))})
+    return plan
+
+
+def plan_kws(n_per_kw, n_unknown, seed):
+    """Keyword and unknown-word clips; the unknown words of the test set are excluded."""
+    test_words = {m["word"] for m in test_manifest("kws") if m["label"] == "_unknown_"}
+    words, _ = C.word_list(8000)
+    unknown = [w for w in words if w not in NOT_UNKNOWN and w not in test_words]
+    rng = np.random.default_rng(seed)
+    todo = [(k, k) for k in KEYWORDS for _ in range(n_per_kw)]
+    todo += [("_unknown_", str(rng.choice(unknown))) for _ in range(n_unknown)]
+    return [{"kind": "kws", "label": label, "word": word, "voice": random_voice(rng),
+             "rate": int(rng.integers(110, 261)), "pitch": int(rng.integers(20, 81))} for label, word in todo]
+
+
+def synth_item(m):
+    """One planned clip, clean, as make_asr / make_kws would have made it."""
+    if m["kind"] == "asr":
+        x = C.espeak(m["text"], m["voice"], m["rate"], m["pitch"])
+        return x / (np.abs(x).max() + 1e-9) * 0.9
+    x = C.espeak(m["word"], m["voice"], m["rate"], m["pitch"])
+    x = C.trim(x / (np.abs(x).max() + 1e-9) * 0.9, 0.02, 400)
+    if len(x) > int(0.95 * C.SR):
+        x = C.speed(x, len(x) / (0.95 * C.SR))
+    return x
+
+
+def synth_plan(plan_path, prefix, workers):
+    from multiprocessing import Pool
+    plan = [json.loads(line) for line in open(plan_path)]
+    t0 = time.time()
+    with Pool(workers) as pool:
+        clips = []
+        for i, x in enumerate(pool.imap(synth_item, plan, chunksize=16)):
+            clips.append(x)
+            if (i + 1) % 2000 == 0:
+                print(f"{prefix} {i + 1}/{len(plan)} {time.time() - t0:.0f}s", flush=True)
+    save_cache(prefix, clips, [{k: v for k, v in m.items() if k != "kind"} for m in plan])
+    hours = sum(len(c) for c in clips) / C.SR / 3600
+    print(f"{prefix}: {len(clips)} clips, {hours:.2f} h, {time.time() - t0:.0f}s", flush=True)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("task", choices=["asr", "kws"])
+    ap.add_argument("task", choices=["asr", "kws", "plan-asr", "plan-kws", "synth"])
+    ap.add_argument("plan", nargs="?", help="synth: the plan file to synthesize")
     ap.add_argument("--n-train", type=int, default=10000)
     ap.add_argument("--n-test", type=int, default=300)
+    ap.add_argument("--n-per-kw", type=int, default=1200)
+    ap.add_argument("--n-unknown", type=int, default=4800)
+    ap.add_argument("--long-frac", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", help="plan-*: where to write the plan (jsonl)")
+    ap.add_argument("--prefix", help="synth: cache name under training/data/, e.g. asr_gpu")
+    ap.add_argument("--workers", type=int, default=4)
     a = ap.parse_args()
     DATA.mkdir(exist_ok=True)
     if a.task == "asr":
         make_asr(a.n_train, a.n_test)
-    else:
+    elif a.task == "kws":
         make_kws(n_per_kw=400, n_unknown=1600, n_test_per_kw=40, n_test_unknown=80, n_test_silence=40)
+    elif a.task == "synth":
+        if not a.plan or not a.prefix:
+            sys.exit("synth needs a plan file and --prefix")
+        synth_plan(a.plan, a.prefix, a.workers)
+    else:
+        if not a.out:
+            sys.exit(f"{a.task} needs --out FILE")
+        plan = plan_asr(a.n_train, a.seed, a.long_frac) if a.task == "plan-asr" else plan_kws(a.n_per_kw, a.n_unknown, a.seed)
+        with open(a.out, "w") as f:
+            for m in plan:
+                f.write(json.dumps(m) + "\n")
+        print(f"{a.task}: {len(plan)} clips -> {a.out}")

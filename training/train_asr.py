@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,49 @@ def collate(xs):
     return torch.from_numpy(inp), torch.from_numpy(mask)
 
 
+# The training clips and their labels, set before the worker pool forks so the
+# workers share them copy-on-write instead of receiving them per batch.
+_WORK = {}
+
+
+def make_batch(job):
+    """Augments and pads one batch (in a worker process): numpy arrays only."""
+    b, seed = job
+    rng = np.random.default_rng(seed)
+    xs = [C.augment(rng, _WORK["clips"][i]) for i in b]
+    inp, mask = collate(xs)
+    lab = [_WORK["labels"][i] for i in b]
+    lab_t = np.full((len(b), max(map(len, lab))), -100, dtype=np.int64)
+    for i, l in enumerate(lab):
+        lab_t[i, : len(l)] = l
+    return inp.numpy(), mask.numpy(), lab_t
+
+
+def batch_stream(pool, fn, jobs, depth):
+    """fn(job) for each job in order, at most `depth` ahead in the pool (inline without one)."""
+    if pool is None:
+        yield from map(fn, jobs)
+        return
+    jobs, pending = iter(jobs), deque()
+    for job in jobs:
+        pending.append(pool.apply_async(fn, (job,)))
+        if len(pending) >= depth:
+            break
+    while pending:
+        result = pending.popleft().get()
+        job = next(jobs, None)
+        if job is not None:
+            pending.append(pool.apply_async(fn, (job,)))
+        yield result
+
+
+def worker_pool(workers):
+    if workers <= 0:
+        return None
+    import multiprocessing
+    return multiprocessing.get_context("fork").Pool(workers)
+
+
 def aux_ctc_loss(model, logits, mask, labels):
     """CTC loss of the auxiliary head, reduced as SEWDForCTC reduces its own ("mean")."""
     lengths = model._get_feat_extract_output_lengths(mask.sum(-1)).long()
@@ -122,9 +166,10 @@ def aux_ctc_loss(model, logits, mask, labels):
 @torch.no_grad()
 def evaluate(model, clips, texts):
     model.eval()
+    device = next(model.parameters()).device
     errs = words = cerrs = chars = 0
     for x, t in zip(clips, texts):
-        logits = model(torch.from_numpy(normalize(x))[None]).logits[0]
+        logits = model(torch.from_numpy(normalize(x))[None].to(device)).logits[0]
         hyp = decode(logits.argmax(-1).tolist())
         errs += edit_distance(t.split(), hyp.split())
         words += len(t.split())
@@ -132,6 +177,10 @@ def evaluate(model, clips, texts):
         chars += len(t)
     model.train()
     return errs / words, cerrs / chars, hyp, t
+
+
+def cpu_state(model):
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def main():
@@ -151,6 +200,10 @@ def main():
                     help="a file holding a thread count, re-read every step (to use cores another job frees)")
     ap.add_argument("--resume", default="", help="a whole SEWDForCTC state dict to continue from")
     ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    ap.add_argument("--workers", type=int, default=0, help="processes that augment and pad batches")
+    ap.add_argument("--data", default="asr_train", help="cache prefix under training/data/")
+    ap.add_argument("--eval-every", type=float, default=600, help="seconds between dev evaluations")
     ap.add_argument("--init", default="", help="state dict whose sew_d.* (encoder) weights start the model, "
                     "e.g. the keyword spotter training/data/kws_run/model.pt")
     a = ap.parse_args()
@@ -164,11 +217,11 @@ def main():
     config = asr_config()
     model = SEWDForCTC(config)
     if a.init:
-        sd = {k: v for k, v in torch.load(a.init).items() if k.startswith("sew_d.")}
+        sd = {k: v for k, v in torch.load(a.init, map_location="cpu").items() if k.startswith("sew_d.")}
         missing, unexpected = model.load_state_dict(sd, strict=False)
         print(f"init from {a.init}: missing {missing}", flush=True)
     if a.resume:
-        model.load_state_dict(torch.load(a.resume))
+        model.load_state_dict(torch.load(a.resume, map_location="cpu"))
         print(f"resumed from {a.resume}", flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)
@@ -186,7 +239,7 @@ def main():
             print(f"step 8x3s {time.time() - t:.2f}s", flush=True)
         return
 
-    clips, meta = load_cache("asr_train")
+    clips, meta = load_cache(a.data)
     texts = [m["text"] for m in meta]
     dev_idx = list(range(len(clips) - a.n_dev, len(clips)))
     dev_rng = np.random.default_rng(7)
@@ -196,9 +249,15 @@ def main():
     labels = [encode(t) for t in texts]
     print(f"train clips {len(clips)}, {sum(map(len, clips)) / C.SR / 3600:.2f} h", flush=True)
 
+    device = torch.device(a.device)
+    model.to(device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # training only
+    _WORK.update(clips=clips, labels=labels)
+    pool = worker_pool(a.workers)
+
     aux_head, aux_features = None, {}
     if a.aux_ctc > 0:
-        aux_head = torch.nn.Linear(config.hidden_size, config.vocab_size)
+        aux_head = torch.nn.Linear(config.hidden_size, config.vocab_size).to(device)
         # feature_dropout's output: the projected conv features at the frame rate, before squeezing
         model.sew_d.feature_dropout.register_forward_hook(lambda _m, _i, o: aux_features.__setitem__("x", o))
 
@@ -218,7 +277,9 @@ def main():
     while not done:
         epoch += 1
         # augmented lengths are within +-10% of the clean ones, so bucket on clean lengths
-        for b in make_batches([len(c) for c in clips], int(a.batch_seconds * C.SR), rng, shuffle=epoch > 1):
+        batches = make_batches([len(c) for c in clips], int(a.batch_seconds * C.SR), rng, shuffle=epoch > 1 or a.resume != "")
+        jobs = [(b, int(rng.integers(2**63))) for b in batches]
+        for inp, mask, lab_t in batch_stream(pool, make_batch, jobs, 2 * max(a.workers, 1)):
             frac = (time.time() - t0) / budget
             if frac >= 1:
                 done = True
@@ -230,13 +291,7 @@ def main():
             lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * 0.95 + 0.05)
             for g in opt.param_groups:
                 g["lr"] = lr
-            xs = [C.augment(rng, clips[i]) for i in b]
-            inp, mask = collate(xs)
-            lab = [labels[i] for i in b]
-            L = max(map(len, lab))
-            lab_t = torch.full((len(b), L), -100, dtype=torch.long)
-            for i, l in enumerate(lab):
-                lab_t[i, : len(l)] = torch.tensor(l)
+            inp, mask, lab_t = (torch.from_numpy(v).to(device, non_blocking=True) for v in (inp, mask, lab_t))
             loss = model(inp, attention_mask=mask, labels=lab_t).loss
             if aux_head is not None:
                 loss = loss + a.aux_ctc * (1 - frac) * aux_ctc_loss(model, aux_head(aux_features["x"]), mask, lab_t)
@@ -252,16 +307,18 @@ def main():
                 log.write(msg + "\n")
                 log.flush()
             now = time.time()
-            if now - last_eval > 600:
+            if now - last_eval > a.eval_every:
                 wer, cer, hyp, ref = evaluate(model, dev_clips, dev_texts)
                 msg = f"DEV step {step} wer {wer:.3f} cer {cer:.3f} | {ref} -> {hyp}"
                 print(msg, flush=True)
                 log.write(msg + "\n")
                 last_eval = time.time()
             if now - last_save > 300:
-                torch.save(model.state_dict(), out / "model.pt")
+                torch.save(cpu_state(model), out / "model.pt")
                 last_save = now
-    torch.save(model.state_dict(), out / "model.pt")
+    if pool is not None:
+        pool.terminate()
+    torch.save(cpu_state(model), out / "model.pt")
     config.save_pretrained(out)
     wer, cer, hyp, ref = evaluate(model, dev_clips, dev_texts)
     msg = f"FINAL step {step} epochs {epoch} time {time.time() - t0:.0f}s dev wer {wer:.3f} cer {cer:.3f}"

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import common as C  # noqa: E402
 from make_data import KEYWORDS, place  # noqa: E402
-from train_asr import DATA, asr_config, collate, load_cache  # noqa: E402
+from train_asr import DATA, asr_config, batch_stream, collate, cpu_state, load_cache, worker_pool  # noqa: E402
 
 LABELS = KEYWORDS + ["_unknown_", "_silence_"]
 
@@ -42,6 +42,29 @@ def silence(rng):
     return x.astype(np.float32)
 
 
+# Clips and items, set before the worker pool forks (shared copy-on-write).
+_WORK = {}
+
+
+def make_batch(job):
+    """One augmented batch of 1 s inputs and their class ids (in a worker process)."""
+    idx, seed = job
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for j in idx:
+        y, i = _WORK["items"][j]
+        if i < 0:
+            x = silence(rng)
+        else:
+            x = C.augment(rng, place(rng, _WORK["clips"][i][: C.SR]), p_speed=0.0)
+            if len(x) != C.SR:
+                x = np.pad(x, (0, max(0, C.SR - len(x))))[: C.SR]
+        xs.append(x)
+        ys.append(y)
+    inp, _ = collate(xs)
+    return inp.numpy(), np.array(ys, dtype=np.int64)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=12)
@@ -52,6 +75,9 @@ def main():
     ap.add_argument("--out", default=str(DATA / "kws_run"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resume", default="", help="a whole state dict (encoder and head) to continue from")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    ap.add_argument("--workers", type=int, default=0, help="processes that augment batches")
+    ap.add_argument("--data", default="kws_train", help="cache prefix under training/data/")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -62,21 +88,26 @@ def main():
     config = kws_config()
     model = SEWDForSequenceClassification(config)
     if Path(a.init).exists():
-        sd = {k: v for k, v in torch.load(a.init).items() if k.startswith("sew_d.")}
+        sd = {k: v for k, v in torch.load(a.init, map_location="cpu").items() if k.startswith("sew_d.")}
         missing, unexpected = model.load_state_dict(sd, strict=False)
         print(f"init from {a.init}: missing {missing}", flush=True)
     if a.resume:
-        model.load_state_dict(torch.load(a.resume))
+        model.load_state_dict(torch.load(a.resume, map_location="cpu"))
         print(f"resumed from {a.resume}", flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)
 
-    clips, meta = load_cache("kws_train")
+    clips, meta = load_cache(a.data)
     items = [(LABELS.index(m["label"]), i) for i, m in enumerate(meta)]
     n_sil = len(items) // 11
     items += [(LABELS.index("_silence_"), -1)] * n_sil
     print(f"train items {len(items)}", flush=True)
 
+    device = torch.device(a.device)
+    model.to(device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # training only
+    _WORK.update(clips=clips, items=items)
+    pool = worker_pool(a.workers)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
     budget = a.minutes * 60
     t0 = time.time()
@@ -86,7 +117,8 @@ def main():
     while not done:
         epoch += 1
         perm = rng.permutation(len(items))
-        for s in range(0, len(perm) - a.batch + 1, a.batch):
+        jobs = [(perm[s: s + a.batch], int(rng.integers(2**63))) for s in range(0, len(perm) - a.batch + 1, a.batch)]
+        for inp, ys in batch_stream(pool, make_batch, jobs, 2 * max(a.workers, 1)):
             frac = (time.time() - t0) / budget
             if frac >= 1:
                 done = True
@@ -94,19 +126,7 @@ def main():
             lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.5 * (1 + math.cos(math.pi * frac)) * 0.95 + 0.05)
             for g in opt.param_groups:
                 g["lr"] = lr
-            xs, ys = [], []
-            for j in perm[s: s + a.batch]:
-                y, i = items[j]
-                if i < 0:
-                    x = silence(rng)
-                else:
-                    x = C.augment(rng, place(rng, clips[i][: C.SR]), p_speed=0.0)
-                    if len(x) != C.SR:
-                        x = np.pad(x, (0, max(0, C.SR - len(x))))[: C.SR]
-                xs.append(x)
-                ys.append(y)
-            inp, _ = collate(xs)
-            labels = torch.tensor(ys)
+            inp, labels = torch.from_numpy(inp).to(device), torch.from_numpy(ys).to(device)
             outp = model(inp, labels=labels)
             opt.zero_grad()
             outp.loss.backward()
@@ -120,8 +140,10 @@ def main():
                 print(f"ep {epoch} step {step} t {time.time() - t0:.0f}s lr {lr:.2e} loss {ema_loss:.3f} acc {ema_acc:.3f}",
                       flush=True)
             if step % 200 == 0:
-                torch.save(model.state_dict(), out / "model.pt")
-    torch.save(model.state_dict(), out / "model.pt")
+                torch.save(cpu_state(model), out / "model.pt")
+    if pool is not None:
+        pool.terminate()
+    torch.save(cpu_state(model), out / "model.pt")
     config.save_pretrained(out)
     json.dump({"steps": step, "epochs": epoch, "seconds": time.time() - t0, "params": nparam,
                "train_clips": len(clips), "train_acc_ema": ema_acc}, open(out / "summary.json", "w"))
