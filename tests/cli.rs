@@ -123,6 +123,47 @@ fn bench_ends_with_a_json_line() {
     assert!(v["rtf"].as_f64().unwrap() > 0.0);
 }
 
+/// `--profile`: the usual line first, unchanged, then the per-kernel GPU times.
+#[test]
+fn bench_gpu_profile_adds_a_kernel_table_line() {
+    let out = sewd(&["bench", "--backend", "gpu", "--profile", "--model", &model("ctc_group_both_shared"), "--audio", &speech(), "--runs", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("GPU kernel profile"), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    let mut keys: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["audio_s", "backend", "median_ms", "rtf"]);
+    assert_eq!(first["backend"], "gpu");
+    assert!(first["median_ms"].as_f64().unwrap() > 0.0);
+
+    let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    let rows = v["profile"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{v}");
+    let mut sum = 0.0;
+    for r in rows {
+        assert!(!r["kernel"].as_str().unwrap().is_empty(), "{r}");
+        assert!(r["dispatches"].as_u64().unwrap() > 0, "{r}");
+        let ms = r["ms"].as_f64().unwrap();
+        assert!(ms >= 0.0, "{r}");
+        sum += ms;
+    }
+    assert!(rows.iter().any(|r| r["kernel"] == "matmul::main [linear]"), "{v}");
+    let gpu_ms = v["gpu_ms"].as_f64().unwrap();
+    assert!((gpu_ms - sum).abs() <= 1e-3 * rows.len() as f64 + 1e-6 * sum, "gpu_ms {gpu_ms} vs sum {sum}");
+    assert!(v["profiled_pass_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["adapter"].is_string());
+}
+
+#[test]
+fn bench_profile_needs_the_gpu_backend() {
+    let out = sewd(&["bench", "--profile", "--model", &model("ctc_group_both_shared"), "--audio", &speech(), "--runs", "1"]);
+    assert_error(&out, &["--profile", "--backend gpu"]);
+}
+
 #[test]
 fn missing_audio_file() {
     let out = sewd(&["transcribe", "--model", &model("ctc_group_both_shared"), "/nonexistent/clip.wav"]);

@@ -91,6 +91,14 @@ enum Command {
         /// Threads for the CPU backend (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// GPU only: after the timed runs (unchanged, first JSON line), open a second device
+        /// with timestamp queries, run one warm-up and one profiled pass, and print the GPU
+        /// time per kernel: a table on stderr and a second JSON line
+        /// {"profile": [{"kernel", "dispatches", "ms"}, ...], "profiled_pass_ms", "gpu_ms", "adapter"}.
+        /// Each dispatch then runs in its own compute pass, so the profiled pass is a little
+        /// slower than the timed runs.
+        #[arg(long)]
+        profile: bool,
     },
     /// Serve the browser demo (www/, pkg/, models/) on 127.0.0.1.
     Serve {
@@ -144,11 +152,19 @@ fn run(command: Command) -> Res<()> {
             on_backend!(backend, |b| classify(b, &source, &files))
         }
         Command::Forward { model, audio, output, out, backend } => on_backend!(backend, |b| forward(b, &model, &audio, output, &out)),
-        Command::Bench { model, audio, backend, runs, threads } => {
+        Command::Bench { model, audio, backend, runs, threads, profile } => {
+            if profile && matches!(backend, BackendKind::Cpu) {
+                return Err("--profile times GPU kernels with timestamp queries: use it with --backend gpu".into());
+            }
             if let Some(n) = threads {
                 rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| e.to_string())?;
             }
-            on_backend!(backend, |b| bench(b, &model, &audio, runs.max(1)))
+            // The timed runs' device is dropped before the profiled one opens.
+            on_backend!(backend, |b| bench(b, &model, &audio, runs.max(1)))?;
+            if profile {
+                bench_profile(&model, &audio)?;
+            }
+            Ok(())
         }
         Command::Serve { port, root } => serve_cmd(port, root),
     }
@@ -241,13 +257,7 @@ fn bench<B: Backend>(backend: B, dir: &Path, wav: &Path, runs: usize) -> Res<()>
     let audio = read_audio(wav)?;
     let audio_s = audio.samples.len() as f64 / audio.sample_rate as f64;
     let samples = pipe.prepare(audio).map_err(|e| e.to_string())?;
-    let pass = || -> Res<f64> {
-        let start = Instant::now();
-        let out = pipe.forward(&samples, Options::default()).map_err(|e| e.to_string())?;
-        // Reading the result back makes GPU timings include the whole pass.
-        pipe.download(out.logits.as_ref().unwrap_or(&out.last_hidden_state)).map_err(|e| e.to_string())?;
-        Ok(start.elapsed().as_secs_f64() * 1000.0)
-    };
+    let pass = || timed_pass(&pipe, &samples);
     pass()?;
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs {
@@ -262,6 +272,54 @@ fn bench<B: Backend>(backend: B, dir: &Path, wav: &Path, runs: usize) -> Res<()>
         "median_ms": (median * 100.0).round() / 100.0,
         "audio_s": (audio_s * 1000.0).round() / 1000.0,
         "rtf": (median / 1000.0 / audio_s * 10000.0).round() / 10000.0,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// One forward pass, in wall milliseconds.
+fn timed_pass<B: Backend>(pipe: &Pipeline<B>, samples: &[f32]) -> Res<f64> {
+    let start = Instant::now();
+    let out = pipe.forward(samples, Options::default()).map_err(|e| e.to_string())?;
+    // Reading the result back makes GPU timings include the whole pass.
+    pipe.download(out.logits.as_ref().unwrap_or(&out.last_hidden_state)).map_err(|e| e.to_string())?;
+    Ok(start.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// `bench --profile`: one warm-up and one pass on a device with timestamp
+/// queries; the GPU time per kernel as a table (stderr) and a JSON line.
+fn bench_profile(dir: &Path, wav: &Path) -> Res<()> {
+    let gpu = sewd::backend::gpu::Gpu::new_profiled().map_err(|e| e.to_string())?;
+    let adapter = gpu.adapter_name().to_string();
+    let pipe = load(gpu, &ModelSource::Dir(dir.to_path_buf()))?;
+    let audio = read_audio(wav)?;
+    let audio_s = audio.samples.len() as f64 / audio.sample_rate as f64;
+    let samples = pipe.prepare(audio).map_err(|e| e.to_string())?;
+    timed_pass(&pipe, &samples)?;
+    // The warm-up's timings (first use of every pipeline) are dropped.
+    pipe.backend.take_profile().map_err(|e| e.to_string())?;
+    let pass_ms = timed_pass(&pipe, &samples)?;
+    let profile = pipe.backend.take_profile().map_err(|e| e.to_string())?;
+    let gpu_ms: f64 = profile.iter().map(|k| k.ms).sum();
+    let dispatches: u64 = profile.iter().map(|k| k.dispatches).sum();
+
+    eprintln!("GPU kernel profile on {adapter}: one pass over {audio_s:.2} s of audio, {pass_ms:.1} ms wall (profiled), {gpu_ms:.2} ms in {dispatches} dispatches");
+    let width = profile.iter().map(|k| k.label.len()).max().unwrap_or(0).max("kernel".len());
+    eprintln!("  {:<width$}  {:>10}  {:>10}  {:>6}  {:>10}", "kernel", "dispatches", "ms", "%", "us/disp");
+    for k in &profile {
+        let share = if gpu_ms > 0.0 { k.ms / gpu_ms * 100.0 } else { 0.0 };
+        eprintln!("  {:<width$}  {:>10}  {:>10.3}  {:>6.1}  {:>10.1}", k.label, k.dispatches, k.ms, share, k.ms * 1000.0 / k.dispatches.max(1) as f64);
+    }
+    let round = |x: f64, digits: i32| {
+        let f = 10f64.powi(digits);
+        (x * f).round() / f
+    };
+    let rows: Vec<_> = profile.iter().map(|k| serde_json::json!({"kernel": k.label, "dispatches": k.dispatches, "ms": round(k.ms, 4)})).collect();
+    let line = serde_json::json!({
+        "profile": rows,
+        "profiled_pass_ms": round(pass_ms, 2),
+        "gpu_ms": round(gpu_ms, 3),
+        "adapter": adapter,
     });
     println!("{line}");
     Ok(())

@@ -25,7 +25,8 @@ fn backends() -> wgpu::Backends {
 
 /// `browser_limits`: ask for WebGPU's default limits only (128 MiB storage
 /// bindings, 65535 workgroups per dimension), what every browser grants.
-pub(crate) async fn open(browser_limits: bool) -> Result<Opened, BackendError> {
+/// `timestamps`: require `Features::TIMESTAMP_QUERY` (per-kernel profiling).
+pub(crate) async fn open(browser_limits: bool, timestamps: bool) -> Result<Opened, BackendError> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: backends(), ..wgpu::InstanceDescriptor::new_without_display_handle() });
     let adapter = instance
         .request_adapter(&wgpu::RequestAdapterOptions {
@@ -51,10 +52,18 @@ pub(crate) async fn open(browser_limits: bool) -> Result<Opened, BackendError> {
         want.max_compute_workgroups_per_dimension = have.max_compute_workgroups_per_dimension;
     }
     let want = want.or_worse_values_from(&have);
+    let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+    if !adapter.features().contains(features) {
+        return Err(BackendError::Device(format!(
+            "the GPU adapter {} ({:?}) does not support the timestamp queries (wgpu::Features::TIMESTAMP_QUERY) \
+             that per-kernel profiling needs",
+            info.name, info.backend
+        )));
+    }
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("sewd"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: want,
             experimental_features: Default::default(),
             memory_hints: wgpu::MemoryHints::Performance,

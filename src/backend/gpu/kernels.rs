@@ -204,9 +204,17 @@ pub(crate) struct Recorder {
     slots_used: u64,
     /// Dispatches recorded since the last submission.
     pub dispatches: usize,
+    /// Dispatches recorded since the device was opened.
+    pub total_dispatches: u64,
+    /// Per-dispatch timestamps, when the device was opened for profiling.
+    pub profiler: Option<super::profile::Profiler>,
 }
 
 impl Recorder {
+    pub fn with_profiler(profiler: Option<super::profile::Profiler>) -> Recorder {
+        Recorder { profiler, ..Recorder::default() }
+    }
+
     fn pipeline(&mut self, device: &wgpu::Device, k: &Kernel) -> Result<Arc<Pipeline>, BackendError> {
         if let Some(p) = self.pipelines.get(&(k.file, k.entry)) {
             return Ok(p.clone());
@@ -303,6 +311,18 @@ impl Recorder {
             entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
         }
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(k.entry), layout: &pipeline.layout, entries: &entries });
+        self.dispatches += 1;
+        self.total_dispatches += 1;
+        if let Some(profiler) = self.profiler.as_mut() {
+            // Profiling: a pass of its own, timestamped at both ends.
+            let encoder = self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sewd") }));
+            let timestamp_writes = Some(profiler.next(device, k, params));
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(k.entry), timestamp_writes });
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            return Ok(());
+        }
         if self.pass.is_none() {
             let encoder = self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sewd") }));
             self.pass = Some(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sewd"), timestamp_writes: None }).forget_lifetime());
@@ -311,7 +331,6 @@ impl Recorder {
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        self.dispatches += 1;
         Ok(())
     }
 
@@ -319,6 +338,12 @@ impl Recorder {
     pub fn take_encoder(&mut self, device: &wgpu::Device) -> wgpu::CommandEncoder {
         self.pass = None;
         self.encoder.take().unwrap_or_else(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sewd") }))
+    }
+
+    /// When profiling: resolves the recorded dispatches' timestamps into
+    /// `encoder`, to hand to `Profiler::submitted` after the submission.
+    pub fn resolve_timestamps(&mut self, device: &wgpu::Device, encoder: &mut wgpu::CommandEncoder) -> Option<super::profile::Batch> {
+        self.profiler.as_mut()?.resolve(device, encoder)
     }
 
     /// Called after a submission: the arena's slots are free again.

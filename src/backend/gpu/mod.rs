@@ -12,6 +12,7 @@ mod device;
 mod kernels;
 mod oneshot;
 mod pool;
+mod profile;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -22,6 +23,7 @@ use crate::config::Activation;
 use crate::weights::TensorData;
 use kernels::*;
 use pool::{Pool, PoolBuffer};
+pub use profile::KernelTime;
 
 /// A tensor in GPU memory: row-major f32, shape kept on the host.
 ///
@@ -94,16 +96,25 @@ impl Gpu {
     /// natively that a workload fits what every browser grants.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_with_browser_limits() -> Result<Gpu, BackendError> {
-        pollster::block_on(Self::open(true))
+        pollster::block_on(Self::open(true, false))
+    }
+
+    /// Opens the default adapter with per-kernel GPU timing: every dispatch
+    /// gets its own timestamped compute pass (a little slower than
+    /// [`Gpu::new`]); read the totals with [`Gpu::take_profile`]. Fails when
+    /// the adapter has no `wgpu::Features::TIMESTAMP_QUERY`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_profiled() -> Result<Gpu, BackendError> {
+        pollster::block_on(Self::open(false, true))
     }
 
     /// Opens the default adapter (the only way on the web, where it is async).
     pub async fn new_async() -> Result<Gpu, BackendError> {
-        Self::open(false).await
+        Self::open(false, false).await
     }
 
-    async fn open(browser_limits: bool) -> Result<Gpu, BackendError> {
-        let opened = device::open(browser_limits).await?;
+    async fn open(browser_limits: bool, profile: bool) -> Result<Gpu, BackendError> {
+        let opened = device::open(browser_limits, profile).await?;
         let limits = opened.device.limits();
         let pool = Pool::new(opened.device.clone(), limits.max_storage_buffer_binding_size.min(limits.max_buffer_size));
         let storage = |rw: bool| {
@@ -121,7 +132,7 @@ impl Gpu {
             adapter: opened.adapter,
             errors: opened.errors,
             pool,
-            recorder: Mutex::new(Recorder::default()),
+            recorder: Mutex::new(Recorder::with_profiler(profile.then(|| profile::Profiler::new(&opened.queue)))),
             queue: opened.queue,
             device: opened.device,
         })
@@ -142,12 +153,43 @@ impl Gpu {
     pub fn flush(&self) -> Result<(), BackendError> {
         let mut rec = self.recorder()?;
         if rec.dispatches > 0 {
-            let encoder = rec.take_encoder(&self.device);
+            let mut encoder = rec.take_encoder(&self.device);
+            let timestamps = rec.resolve_timestamps(&self.device, &mut encoder);
             self.queue.submit([encoder.finish()]);
             rec.submitted();
+            if let (Some(p), Some(ts)) = (rec.profiler.as_mut(), timestamps) {
+                p.submitted(ts);
+            }
         }
         drop(rec);
         self.check_errors()
+    }
+
+    /// Dispatches recorded since the device was opened (empty launches are
+    /// not dispatched and not counted).
+    pub fn dispatch_count(&self) -> u64 {
+        self.recorder.lock().map_or(0, |r| r.total_dispatches)
+    }
+
+    /// The GPU time of every dispatch submitted since the last call, summed
+    /// per kernel, slowest first; then starts over. Submits pending work and
+    /// waits for the GPU. Fails unless the device came from
+    /// [`Gpu::new_profiled`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn take_profile(&self) -> Result<Vec<KernelTime>, BackendError> {
+        self.flush()?;
+        if self.recorder()?.profiler.is_none() {
+            return Err(BackendError::Device("this GPU device was not opened for profiling (Gpu::new_profiled)".into()));
+        }
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| BackendError::Device(format!("waiting for the GPU failed: {e}")))?;
+        self.check_errors()?;
+        let mut rec = self.recorder()?;
+        let profiler = rec.profiler.as_mut().expect("checked above");
+        profiler.collect();
+        if profiler.pending() > 0 {
+            return Err(BackendError::Device("the GPU finished but its timestamps were not mapped".into()));
+        }
+        profiler.take().map_err(BackendError::Device)
     }
 
     /// Reads a tensor back without blocking: what the browser needs.
@@ -195,8 +237,12 @@ impl Gpu {
             let mut rec = self.recorder()?;
             let mut encoder = rec.take_encoder(&self.device);
             encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
+            let timestamps = rec.resolve_timestamps(&self.device, &mut encoder);
             self.queue.submit([encoder.finish()]);
             rec.submitted();
+            if let (Some(p), Some(ts)) = (rec.profiler.as_mut(), timestamps) {
+                p.submitted(ts);
+            }
         }
         let (tx, rx) = oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
@@ -320,6 +366,9 @@ impl Backend for Gpu {
                 return Ok(TensorData { shape: t.shape.clone(), data: Vec::new() });
             };
             self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| BackendError::Device(format!("waiting for the GPU failed: {e}")))?;
+            if let Some(p) = self.recorder()?.profiler.as_mut() {
+                p.collect();
+            }
             let mapped = rb.mapped.try_take().ok_or_else(|| BackendError::Device("the GPU finished but the readback was not mapped".into()))?;
             self.finish_readback(rb, mapped)
         }
