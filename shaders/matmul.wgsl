@@ -16,7 +16,20 @@
 // a stride for each part, for A, B, C and the bias.
 //
 // Bindings: 0 uniform Params; 1 A (read, f32); 2 B (read, f32);
-//           3 bias (read, f32; ignored unless has_bias); 4 C (read_write, f32).
+//           3 bias (read, f32; ignored unless has_bias); 4 C (read_write, f32);
+//           5 A again and 6 B again, the same buffers viewed as vec4<f32>
+//           (both read-only, so binding one buffer twice is legal).
+// Tile loads: each invocation brings 4 consecutive values of A (along k) and
+// 4 of B (along n when B is n-contiguous, b_sn == 1, else along k) into
+// workgroup memory. Where the host found that every such group of 4 is one
+// aligned vec4 of the buffer (flags a_vec4 / b_vec4, computed per dispatch in
+// Gpu::matmul: the offsets and strides that place the group are multiples of
+// 4 floats and the group's extent, k or n, is a multiple of 4, so a group is
+// either wholly inside the tensor or wholly outside), the 4 values come from
+// one vec4 load; otherwise from 4 scalar loads (e.g. the first conv layer,
+// Cin = 1 and stride 5). The flags are uniform, so the branch is free.
+// Pool buffers are whole multiples of 16 bytes, so the vec4 view covers all
+// of the data.
 // Workgroup 16x16 = 256 invocations computes a 64x64 tile of C, 4x4 per
 // invocation (rows ty + 16i, columns tx + 16j, so neighbouring invocations
 // touch neighbouring columns: broadcast reads of A, conflict-free reads of B).
@@ -31,7 +44,7 @@ struct Params {
     b_sb: u32, b_sh: u32, c_sb: u32, c_sh: u32,
     has_bias: u32, bias_sh: u32, act: u32, alpha: f32,
     cv_len: u32, cv_stride: u32, cv_pad: u32, cv_cin: u32,
-    cv_cin_g: u32, _p0: u32, _p1: u32, _p2: u32,
+    cv_cin_g: u32, a_vec4: u32, b_vec4: u32, _p0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,6 +52,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -80,22 +95,71 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
-        for (var q = 0u; q < 4u; q++) {
-            let kk = k0 + lk + q;
-            var v = 0.0;
-            if (row_ok && kk < p.k) {
+        if (p.a_vec4 != 0u) {
+            // k0 + lk is a multiple of 4 and so is cv_cin_g in a_mode 1:
+            // the 4 values share one input position and are contiguous.
+            let kk = k0 + lk;
+            var v = vec4<f32>(0.0);
+            if (row_ok && kk + 3u < p.k) {
                 if (p.a_mode == 0u) {
-                    v = a[row_base + kk];
+                    v = a4[(row_base + kk) / 4u];
                 } else {
                     let pos = first_pos + i32(kk / p.cv_cin_g);
                     if (pos >= 0 && u32(pos) < p.cv_len) {
-                        v = a[row_base + u32(pos) * p.cv_cin + kk % p.cv_cin_g];
+                        v = a4[(row_base + u32(pos) * p.cv_cin + kk % p.cv_cin_g) / 4u];
                     }
                 }
             }
-            a_tile[(lk + q) * TM + lr] = v;
+            a_tile[lk * TM + lr] = v.x;
+            a_tile[(lk + 1u) * TM + lr] = v.y;
+            a_tile[(lk + 2u) * TM + lr] = v.z;
+            a_tile[(lk + 3u) * TM + lr] = v.w;
+        } else {
+            for (var q = 0u; q < 4u; q++) {
+                let kk = k0 + lk + q;
+                var v = 0.0;
+                if (row_ok && kk < p.k) {
+                    if (p.a_mode == 0u) {
+                        v = a[row_base + kk];
+                    } else {
+                        let pos = first_pos + i32(kk / p.cv_cin_g);
+                        if (pos >= 0 && u32(pos) < p.cv_len) {
+                            v = a[row_base + u32(pos) * p.cv_cin + kk % p.cv_cin_g];
+                        }
+                    }
+                }
+                a_tile[(lk + q) * TM + lr] = v;
+            }
         }
-        if (p.b_sn == 1u) {
+        if (p.b_sn == 1u && p.b_vec4 != 0u) {
+            // n-contiguous weights, 4 neighbours in n as one vec4.
+            let bk = li / 16u;
+            let bn = (li % 16u) * 4u;
+            let kk = k0 + bk;
+            let nn = n0 + bn;
+            var v = vec4<f32>(0.0);
+            if (kk < p.k && nn + 3u < p.n) {
+                v = b4[(b_base + kk * p.b_sk + nn) / 4u];
+            }
+            b_tile[bk * TN + bn] = v.x;
+            b_tile[bk * TN + bn + 1u] = v.y;
+            b_tile[bk * TN + bn + 2u] = v.z;
+            b_tile[bk * TN + bn + 3u] = v.w;
+        } else if (p.b_vec4 != 0u) {
+            // k-contiguous operand (b_sk == 1), 4 neighbours in k as one vec4.
+            let bn = li / 4u;
+            let bk = (li % 4u) * 4u;
+            let kk = k0 + bk;
+            let nn = n0 + bn;
+            var v = vec4<f32>(0.0);
+            if (kk + 3u < p.k && nn < p.n) {
+                v = b4[(b_base + kk + nn * p.b_sn) / 4u];
+            }
+            b_tile[bk * TN + bn] = v.x;
+            b_tile[(bk + 1u) * TN + bn] = v.y;
+            b_tile[(bk + 2u) * TN + bn] = v.z;
+            b_tile[(bk + 3u) * TN + bn] = v.w;
+        } else if (p.b_sn == 1u) {
             // n-contiguous weights: each invocation reads 4 neighbours in n.
             let bk = li / 16u;
             let bn = (li % 16u) * 4u;

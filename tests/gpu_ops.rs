@@ -56,7 +56,21 @@ const ACTS: [Activation; 6] =
 
 #[test]
 fn linear_odd_shapes_bias_and_every_activation() {
-    for (i, &(rows, inp, out)) in [(1, 3, 5), (37, 45, 67), (130, 64, 129), (2 * 65, 384, 16)].iter().enumerate() {
+    // The GEMM reads A as vec4s when in_features % 4 == 0 and B when
+    // out_features % 4 == 0 (scalar loads otherwise): both, either and
+    // neither, K off the 16-wide tile step, N off the 64-wide tile, M of 1.
+    let shapes = [
+        (1, 3, 5),
+        (37, 45, 67),
+        (130, 64, 129),
+        (2 * 65, 384, 16),
+        (1, 20, 12),
+        (65, 36, 68),
+        (3, 8, 4),
+        (70, 12, 5),
+        (9, 7, 8),
+    ];
+    for (i, &(rows, inp, out)) in shapes.iter().enumerate() {
         let (xc, xg) = both(&[rows, inp], i as u64);
         let w = data(&[out, inp], 100 + i as u64);
         let (wc, wg) = (Cpu.prepare_linear(&w).unwrap(), gpu().prepare_linear(&w).unwrap());
@@ -111,6 +125,11 @@ fn feature_encoder_convolutions() {
     conv_case("conv k2 s2 wide", 3, 130, plain(48, 67, 2, 2), 3);
     conv_case("conv one frame", 1, 10, plain(1, 8, 10, 5), 4);
     conv_case("conv too short", 1, 5, plain(1, 8, 10, 5), 5);
+    // vec4 tile loads (row pitch, item stride, K = 12 and N all multiples of 4)
+    // and the scalar fallbacks: the item stride 101·2 is not, nor is K = 18.
+    conv_case("conv cin4 k3 s1 (vec4)", 2, 57, plain(4, 12, 3, 1), 6);
+    conv_case("conv cin2 odd length (scalar A)", 2, 101, plain(2, 8, 2, 2), 7);
+    conv_case("conv cin6 k3 s2 (scalar A)", 1, 40, plain(6, 8, 3, 2), 8);
 }
 
 #[test]
@@ -128,6 +147,9 @@ fn positional_conv_grouped_padded() {
     conv_case("pos conv k16 g2 s3", 1, 50, pos(32, 16, 3, 2), 11);
     conv_case("pos conv k31 g1 s2", 1, 9, pos(24, 31, 2, 1), 12);
     conv_case("pos conv k128 g16 s2", 1, 301, pos(384, 128, 2, 16), 13);
+    // 6 channels per group: scalar loads for A and B; 4: vec4 for both.
+    conv_case("pos conv k5 g2 s1 (scalar)", 2, 33, pos(12, 5, 1, 2), 14);
+    conv_case("pos conv k4 g5 s2 (vec4)", 2, 41, pos(20, 4, 2, 5), 15);
 }
 
 #[test]
@@ -229,6 +251,8 @@ fn attention_against_cpu() {
         AttCase { name: "T=45 D=128 p2c", len: 45, lengths: vec![45], spec: att_spec(1, 128, false, true, 32, 128) },
         AttCase { name: "T=129 D=24 no buckets", len: 129, lengths: vec![100], spec: att_spec(2, 24, true, true, -1, 40) },
         AttCase { name: "T=33 zero valid", len: 33, lengths: vec![33, 0], spec: att_spec(2, 16, true, true, 8, 16) },
+        // Head size 6: the position terms' GEMM takes the scalar tile loads.
+        AttCase { name: "T=40 D=6 scalar loads", len: 40, lengths: vec![40, 29], spec: att_spec(3, 6, true, true, 16, 64) },
         AttCase {
             name: "T=50 no relative",
             len: 50,

@@ -35,7 +35,8 @@ const fn kernel(file: &'static str, entry: &'static str, bindings: &'static [Acc
     Kernel { file, entry, bindings }
 }
 
-pub(crate) const MATMUL: Kernel = kernel("matmul", "main", &[Read, Read, Read, Rw]);
+/// Bindings 5 and 6 are A and B again, viewed as `array<vec4<f32>>`.
+pub(crate) const MATMUL: Kernel = kernel("matmul", "main", &[Read, Read, Read, Rw, Read, Read]);
 pub(crate) const LAYER_NORM: Kernel = kernel("layer_norm", "main", &[Read, Read, Read, Read, Rw]);
 const GN: &[Access] = &[Read, Read, Read, Rw, Rw, Rw];
 pub(crate) const GN_STATS: Kernel = kernel("group_norm", "stats", GN);
@@ -113,7 +114,11 @@ pub(crate) struct MatmulParams {
     pub cv_pad: u32,
     pub cv_cin: u32,
     pub cv_cin_g: u32,
-    pub _pad: [u32; 3],
+    /// A's tile loads are aligned vec4s (set by `Gpu::matmul`).
+    pub a_vec4: u32,
+    /// B's tile loads are aligned vec4s (set by `Gpu::matmul`).
+    pub b_vec4: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

@@ -291,9 +291,28 @@ impl Gpu {
         self.check_errors()
     }
 
+    /// The tiled GEMM. Its tile loaders read groups of 4 consecutive values
+    /// (A along k; B along n when n-contiguous, else along k); where every
+    /// such group is one aligned vec4 of the buffer, the shader reads it as
+    /// one (bindings 5 and 6 view A and B as `array<vec4<f32>>`). That holds
+    /// when the offsets and strides placing a group are multiples of 4 floats
+    /// and the group's extent (k or n) is too, so no group straddles the
+    /// tensor's edge. Everything else takes the scalar loads.
     fn matmul(&self, p: &MatmulParams, a: &wgpu::Buffer, b: &wgpu::Buffer, bias: Option<&wgpu::Buffer>, c: &wgpu::Buffer, batches: usize) -> Result<(), BackendError> {
         let g = self.groups([(p.n as usize).div_ceil(64), (p.m as usize).div_ceil(64), batches], "matmul")?;
-        self.run(&MATMUL, p, &[a, b, bias.unwrap_or(&self.dummy), c], g)
+        let mut p = *p;
+        let x4 = |v: u32| v % 4 == 0;
+        // The vec4 views end at the last whole 16 bytes; pool buffers are
+        // whole multiples of 16, so this only guards against other buffers.
+        let a_rows = x4(p.a_off) && x4(p.a_item) && x4(p.a_sb) && x4(p.a_sh) && x4(p.k) && a.size() % 16 == 0;
+        // a_mode 1: with cv_cin_g a multiple of 4, the 4 k values share one
+        // input position and are contiguous within it.
+        let a_within = if p.a_mode == 0 { x4(p.lda) } else { x4(p.cv_cin) && x4(p.cv_cin_g) };
+        p.a_vec4 = (a_rows && a_within) as u32;
+        let b_base = x4(p.b_off) && x4(p.b_sb) && x4(p.b_sh) && b.size() % 16 == 0;
+        let b_within = if p.b_sn == 1 { x4(p.b_sk) && x4(p.n) } else { p.b_sk == 1 && x4(p.b_sn) && x4(p.k) };
+        p.b_vec4 = (b_base && b_within) as u32;
+        self.run(&MATMUL, &p, &[a, b, bias.unwrap_or(&self.dummy), c, a, b], g)
     }
 
     fn elementwise(&self, k: &Kernel, p: &ElementwiseParams, src: &wgpu::Buffer, pos: &wgpu::Buffer, dst: &wgpu::Buffer, count: usize) -> Result<(), BackendError> {

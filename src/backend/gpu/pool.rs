@@ -59,7 +59,9 @@ impl Pool {
     }
 
     /// The allocation size for `bytes`: at least 16, rounded up to a size class
-    /// but never past the binding limit.
+    /// but never past the binding limit. Always a multiple of 16 bytes: the
+    /// matmul shader also views its inputs as `array<vec4<f32>>`, whose
+    /// length WebGPU truncates to whole 16-byte elements.
     fn class(&self, bytes: u64) -> u64 {
         let bytes = bytes.max(16);
         let step = (bytes.next_power_of_two() / 8).max(16);
