@@ -164,10 +164,14 @@ async fn recognizer_every_case_on_webgpu() {
     recognizer_every_case("webgpu", GPU_TOL).await;
 }
 
+/// Headless Chromium's only WebGPU adapter is SwiftShader, a software
+/// fallback (`info.isFallbackAdapter`), about 30x slower than the wasm CPU
+/// path on this model: "auto" takes the CPU there ("webgpu" still gets the
+/// adapter, as the tests above show).
 #[wasm_bindgen_test]
-async fn auto_picks_webgpu_when_there_is_an_adapter() {
+async fn auto_prefers_the_cpu_to_a_software_webgpu_adapter() {
     let rec = load(&url("/m/auto/ctc_group_both_shared"), obj(&[("cache", false.into())])).await.unwrap();
-    assert_eq!(rec.backend(), "webgpu");
+    assert_eq!(rec.backend(), "cpu");
     assert!(rec.fallback_reason().is_none());
 }
 

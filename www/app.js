@@ -154,7 +154,9 @@ async function loadModel(slot, source) {
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
     setStatus(`Ready: ${source.name} on ${label(info.backend)} (loaded in ${secs} s).`);
     if (slot === "asr") showBackend(info);
-    if (info.backend === "cpu" && backend !== "cpu" && info.gpu !== "ok") {
+    if (info.backend === "cpu" && backend === "auto" && info.gpu.startsWith("software")) {
+      showMessage("info", `This browser's WebGPU has no GPU behind it (${info.gpu.slice(10)}, a software fallback), which is slower than the CPU path, so the model runs on the CPU. Choose WebGPU in the backend menu to use it anyway.`, "webgpu");
+    } else if (info.backend === "cpu" && backend !== "cpu" && info.gpu !== "ok") {
       showMessage("warning", `WebGPU is not available (${info.gpu}), so the model runs on the CPU instead. It works, only slower.`, "webgpu");
     }
   } catch (err) {

@@ -31,7 +31,11 @@ async function webgpuState() {
   if (!gpu) return "this browser has no WebGPU (navigator.gpu is missing)";
   try {
     const adapter = await gpu.requestAdapter();
-    return adapter ? "ok" : "WebGPU is present but offered no GPU adapter";
+    if (!adapter) return "WebGPU is present but offered no GPU adapter";
+    // The Recognizer's "auto" prefers the CPU to a software adapter (slower).
+    const info = adapter.info || {};
+    if (info.isFallbackAdapter ?? adapter.isFallbackAdapter) return `software: ${info.architecture || "fallback adapter"}`;
+    return "ok";
   } catch (err) {
     return `WebGPU adapter request failed: ${err?.message || err}`;
   }

@@ -40,7 +40,8 @@ pub use stream::Stream;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-/** Which backend to run on. "auto": WebGPU when an adapter exists, else the CPU. */
+/** Which backend to run on. "auto": WebGPU when a GPU adapter exists, else the CPU (also when
+ *  WebGPU offers only a software fallback adapter such as SwiftShader, which is slower). */
 export type BackendChoice = "auto" | "webgpu" | "cpu";
 
 export interface LoadOptions {
@@ -569,7 +570,16 @@ impl Recognizer {
 /// Builds the model on the chosen backend. Returns the files to keep for a
 /// CPU fallback when the engine is on the GPU.
 async fn build_engine(backend: &str, files: ModelFiles) -> Result<(Engine, Option<ModelFiles>), String> {
-    if backend != "cpu" {
+    // A software WebGPU adapter (SwiftShader, where there is no usable GPU)
+    // runs this model some 30x slower than the wasm CPU path: "auto" takes
+    // the CPU then; "webgpu" still gets it.
+    let software = if backend == "auto" { software_webgpu_adapter().await } else { None };
+    if let Some(which) = &software {
+        web_sys::console::info_1(
+            &format!("sewd: WebGPU offers only a software adapter ({which}), slower than the CPU path; using the CPU (backend \"webgpu\" forces WebGPU)").into(),
+        );
+    }
+    if backend != "cpu" && software.is_none() {
         let gpu = if webgpu_present() {
             Gpu::new_async().await.map_err(|e| e.to_string())
         } else {
@@ -587,6 +597,25 @@ async fn build_engine(backend: &str, files: ModelFiles) -> Result<(Engine, Optio
     }
     let p = Pipeline::new(Cpu, &files).map_err(|e| e.to_string())?;
     Ok((Engine::Cpu(p), None))
+}
+
+/// What the default WebGPU adapter is when it is a software fallback
+/// (`GPUAdapterInfo.isFallbackAdapter`, e.g. "swiftshader"); `None` for a
+/// real GPU or when there is no adapter to ask.
+async fn software_webgpu_adapter() -> Option<String> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok().filter(|n| n.is_object())?;
+    let gpu = Reflect::get(&navigator, &"gpu".into()).ok().filter(|g| g.is_object())?;
+    let request: Function = Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok().filter(|a| a.is_object())?;
+    let info = Reflect::get(&adapter, &"info".into()).ok().filter(|i| i.is_object());
+    let is_fallback = |o: &JsValue| Reflect::get(o, &"isFallbackAdapter".into()).ok().and_then(|v| v.as_bool());
+    // `isFallbackAdapter` moved from the adapter to its info (Chrome 136).
+    if !info.as_ref().and_then(is_fallback).or_else(|| is_fallback(&adapter)).unwrap_or(false) {
+        return None;
+    }
+    let architecture = info.and_then(|i| Reflect::get(&i, &"architecture".into()).ok()).and_then(|a| a.as_string());
+    Some(architecture.filter(|a| !a.is_empty()).unwrap_or_else(|| "a fallback adapter".into()))
 }
 
 /// Whether the global scope has `navigator.gpu` (asking wgpu for an adapter

@@ -4,7 +4,8 @@
 // What it checks:
 // * a file upload gives exactly the transcript `sewd transcribe` prints for
 //   the same clip (same samples in, same model, same decoding);
-// * the backend badge shows WebGPU (headless Chromium's SwiftShader adapter);
+// * the backend badge shows WebGPU when asked for (headless Chromium's
+//   SwiftShader adapter), and "auto" takes the CPU over that software adapter;
 // * the microphone path (Chromium's fake device playing the clip in a loop,
 //   through the AudioWorklet into the worker's stream) captures the clip and
 //   streams a transcript close to what the CLI prints for the very audio the
@@ -221,7 +222,7 @@ test("serve: MIME types, isolation headers, 404 and no traversal", async () => {
 test("file upload gives exactly the CLI transcript, on WebGPU", async () => {
   const { page, log, close } = await launch();
   try {
-    await openDemo(page, "&backend=auto");
+    await openDemo(page, "&backend=webgpu");
     assert.equal(await page.getByTestId("backend").textContent(), "WebGPU", log.join("\n"));
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await page.waitForFunction(() => document.body.dataset.fileDone === "1", null, { timeout: 120_000 });
@@ -230,6 +231,18 @@ test("file upload gives exactly the CLI transcript, on WebGPU", async () => {
     assert.equal(got, expected, `page (WebGPU) vs CLI (CPU)\n${log.join("\n")}`);
     const titled = await page.locator('[data-testid="transcript"] .word[title]').count();
     assert.equal(titled, expected.split(/\s+/).filter(Boolean).length, "every word carries its timing");
+  } finally {
+    await close();
+  }
+});
+
+test("auto runs on the CPU when WebGPU is only a software adapter, and says so", async () => {
+  const { page, log, close } = await launch();
+  try {
+    await openDemo(page, "&backend=auto");
+    assert.equal(await page.getByTestId("backend").textContent(), "CPU", log.join("\n"));
+    const note = await page.locator("#messages .message.info").textContent();
+    assert.match(note, /software fallback.*swiftshader|swiftshader.*software fallback/is, note);
   } finally {
     await close();
   }
