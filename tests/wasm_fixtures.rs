@@ -170,6 +170,13 @@ async fn recognizer_every_case_on_webgpu() {
 /// adapter, as the tests above show).
 #[wasm_bindgen_test]
 async fn auto_prefers_the_cpu_to_a_software_webgpu_adapter() {
+    // First make sure the premise holds: there is an adapter, and it is a fallback.
+    let gpu = js_sys::Reflect::get(&js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).unwrap(), &"gpu".into()).unwrap();
+    let request = js_sys::Function::from(js_sys::Reflect::get(&gpu, &"requestAdapter".into()).unwrap());
+    let adapter = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(request.call0(&gpu).unwrap())).await.unwrap();
+    assert!(adapter.is_object(), "this browser offers no WebGPU adapter at all");
+    let info = js_sys::Reflect::get(&adapter, &"info".into()).unwrap();
+    assert_eq!(js_sys::Reflect::get(&info, &"isFallbackAdapter".into()).unwrap().as_bool(), Some(true), "the adapter is not a fallback");
     let rec = load(&url("/m/auto/ctc_group_both_shared"), obj(&[("cache", false.into())])).await.unwrap();
     assert_eq!(rec.backend(), "cpu");
     assert!(rec.fallback_reason().is_none());

@@ -249,11 +249,12 @@ def main():
     labels = [encode(t) for t in texts]
     print(f"train clips {len(clips)}, {sum(map(len, clips)) / C.SR / 3600:.2f} h", flush=True)
 
+    # Fork the workers before CUDA starts in this process (they never touch it).
+    _WORK.update(clips=clips, labels=labels)
+    pool = worker_pool(a.workers)
     device = torch.device(a.device)
     model.to(device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # training only
-    _WORK.update(clips=clips, labels=labels)
-    pool = worker_pool(a.workers)
 
     aux_head, aux_features = None, {}
     if a.aux_ctc > 0:

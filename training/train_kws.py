@@ -103,11 +103,12 @@ def main():
     items += [(LABELS.index("_silence_"), -1)] * n_sil
     print(f"train items {len(items)}", flush=True)
 
+    # Fork the workers before CUDA starts in this process (they never touch it).
+    _WORK.update(clips=clips, items=items)
+    pool = worker_pool(a.workers)
     device = torch.device(a.device)
     model.to(device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # training only
-    _WORK.update(clips=clips, items=items)
-    pool = worker_pool(a.workers)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
     budget = a.minutes * 60
     t0 = time.time()

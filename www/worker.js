@@ -30,7 +30,7 @@ async function webgpuState() {
   const gpu = self.navigator?.gpu;
   if (!gpu) return "this browser has no WebGPU (navigator.gpu is missing)";
   try {
-    const adapter = await gpu.requestAdapter();
+    const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
     if (!adapter) return "WebGPU is present but offered no GPU adapter";
     // The Recognizer's "auto" prefers the CPU to a software adapter (slower).
     const info = adapter.info || {};

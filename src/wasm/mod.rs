@@ -606,7 +606,10 @@ async fn software_webgpu_adapter() -> Option<String> {
     let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok().filter(|n| n.is_object())?;
     let gpu = Reflect::get(&navigator, &"gpu".into()).ok().filter(|g| g.is_object())?;
     let request: Function = Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into().ok()?;
-    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    // The options wgpu asks with (device.rs), so both see the same adapter.
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"powerPreference".into(), &"high-performance".into()).ok()?;
+    let promise: js_sys::Promise = request.call1(&gpu, &options).ok()?.dyn_into().ok()?;
     let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok().filter(|a| a.is_object())?;
     let info = Reflect::get(&adapter, &"info".into()).ok().filter(|i| i.is_object());
     let is_fallback = |o: &JsValue| Reflect::get(o, &"isFallbackAdapter".into()).ok().and_then(|v| v.as_bool());

@@ -55,7 +55,8 @@ const USAGE: wgpu::BufferUsages =
 
 impl Pool {
     pub fn new(device: wgpu::Device, max_binding: u64) -> Arc<Self> {
-        Arc::new(Pool { device, max_binding, free: Mutex::new(Free::default()) })
+        // Whole 16-byte units (see `class`), so rounding never passes the limit.
+        Arc::new(Pool { device, max_binding: max_binding & !15, free: Mutex::new(Free::default()) })
     }
 
     /// The allocation size for `bytes`: at least 16, rounded up to a size class
