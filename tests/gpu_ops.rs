@@ -317,6 +317,27 @@ fn one_submission_for_many_ops_and_reuse() {
 }
 
 #[test]
+fn readbacks_from_threads_sharing_one_device() {
+    // Whichever thread polls the shared device runs every finished map
+    // callback, so a readback's callback can land on another thread just
+    // after this thread's own poll returns: downloads must wait for it.
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            scope.spawn(move || {
+                for i in 0..200u64 {
+                    let d = data(&[1, 7 + (i as usize % 5), 3], t * 1000 + i);
+                    let up = gpu().upload(&d.shape, &d.data).unwrap();
+                    let y = gpu().activate(up, Activation::Relu).unwrap();
+                    let back = gpu().download(&y).unwrap_or_else(|e| panic!("thread {t}, readback {i}: {e}"));
+                    let want: Vec<f32> = d.data.iter().map(|v| v.max(0.0)).collect();
+                    assert_eq!(back.data, want, "thread {t}, readback {i}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
 fn shape_errors_are_errors() {
     let g = gpu();
     let x = g.upload(&[1, 4, 3], &[0.0; 12]).unwrap();

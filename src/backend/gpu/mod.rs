@@ -25,6 +25,11 @@ use kernels::*;
 use pool::{Pool, PoolBuffer};
 pub use profile::KernelTime;
 
+/// How long a native caller waits, after the GPU is idle, for a map callback
+/// that another thread's poll may be running.
+#[cfg(not(target_arch = "wasm32"))]
+const CALLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A tensor in GPU memory: row-major f32, shape kept on the host.
 ///
 /// A linear weight from `prepare_linear` has shape `[in, out]` (transposed);
@@ -185,6 +190,8 @@ impl Gpu {
         self.check_errors()?;
         let mut rec = self.recorder()?;
         let profiler = rec.profiler.as_mut().expect("checked above");
+        #[cfg(not(target_arch = "wasm32"))]
+        profiler.wait_pending(CALLBACK_TIMEOUT);
         profiler.collect();
         if profiler.pending() > 0 {
             return Err(BackendError::Device("the GPU finished but its timestamps were not mapped".into()));
@@ -388,7 +395,13 @@ impl Backend for Gpu {
             if let Some(p) = self.recorder()?.profiler.as_mut() {
                 p.collect();
             }
-            let mapped = rb.mapped.try_take().ok_or_else(|| BackendError::Device("the GPU finished but the readback was not mapped".into()))?;
+            // The poll above waited for the GPU, but when another thread
+            // polls the shared device at the same moment, it runs our map
+            // callback, possibly just after our poll returned.
+            rb.mapped.wait(CALLBACK_TIMEOUT);
+            let mapped = rb.mapped.try_take().ok_or_else(|| {
+                BackendError::Device(format!("the GPU finished but the readback was not mapped within {CALLBACK_TIMEOUT:?}"))
+            })?;
             self.finish_readback(rb, mapped)
         }
     }

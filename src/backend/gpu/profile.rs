@@ -142,6 +142,16 @@ impl Profiler {
         self.pending.push(Pending { staging: batch.staging, labels: batch.labels, mapped: rx });
     }
 
+    /// Waits up to `timeout` in all for the pending batches' map callbacks,
+    /// which another thread's poll of the shared device may be running.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait_pending(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        for p in &self.pending {
+            p.mapped.wait(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
+    }
+
     /// Adds up every batch the GPU has finished (after a `device.poll`);
     /// the others stay pending.
     pub fn collect(&mut self) {
