@@ -30,11 +30,15 @@
 // Cin = 1 and stride 5). The flags are uniform, so the branch is free.
 // Pool buffers are whole multiples of 16 bytes, so the vec4 view covers all
 // of the data.
-// Workgroup 16x16 = 256 invocations computes a 64x64 tile of C, 4x4 per
-// invocation (rows ty + 16i, columns tx + 16j, so neighbouring invocations
-// touch neighbouring columns: broadcast reads of A, conflict-free reads of B).
-// K advances 16 at a time through 2 x 4 KiB of workgroup memory, well under
-// WebGPU's 16 KiB default. Launch: (ceil(N/64), ceil(M/64), batch).
+// Workgroup 16x16 = 256 invocations computes a 64x64 tile of C, a 4x4 block
+// per invocation (rows 4ty .. 4ty+3, columns 4tx .. 4tx+3). The tiles in
+// workgroup memory are vec4s along m (A) and n (B), so each step of k costs
+// an invocation 2 vec4 loads for 16 FMAs, where scalar tiles took 8 loads: on
+// large GPUs the scalar loads, not the FMAs, were the limit. In a 32-wide
+// SIMD group the A load is a broadcast (2 addresses) and the B loads are 16
+// neighbouring vec4s. K advances 16 at a time through 2 x 4 KiB of workgroup
+// memory, well under WebGPU's 16 KiB default. Launch: (ceil(N/64),
+// ceil(M/64), batch).
 
 struct Params {
     m: u32, n: u32, k: u32, a_mode: u32,
@@ -59,8 +63,11 @@ const TM: u32 = 64u;
 const TN: u32 = 64u;
 const TK: u32 = 16u;
 
-var<workgroup> a_tile: array<f32, 1024>; // [TK][TM]
-var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
+const TM4: u32 = TM / 4u;
+const TN4: u32 = TN / 4u;
+
+var<workgroup> a_tile: array<vec4<f32>, 256>; // [TK][TM / 4]: A(m0 + 4r + c, k0 + kk) at [kk * TM4 + r][c]
+var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: B(k0 + kk, n0 + 4r + c) at [kk * TN4 + r][c]
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -87,8 +94,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
     let tx = li % 16u;
     let ty = li / 16u;
-    // acc_i holds rows ty + 16i, lanes are columns tx + 16j: vectors, not a
-    // private array, so no compiler has to prove the indexing constant.
+    // acc_i holds row 4ty + i, its lanes columns 4tx .. 4tx+3: vectors, not
+    // a private array, so no compiler has to prove the indexing constant.
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -110,10 +117,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                     }
                 }
             }
-            a_tile[lk * TM + lr] = v.x;
-            a_tile[(lk + 1u) * TM + lr] = v.y;
-            a_tile[(lk + 2u) * TM + lr] = v.z;
-            a_tile[(lk + 3u) * TM + lr] = v.w;
+            a_tile[lk * TM4 + lr / 4u][lr % 4u] = v.x;
+            a_tile[(lk + 1u) * TM4 + lr / 4u][lr % 4u] = v.y;
+            a_tile[(lk + 2u) * TM4 + lr / 4u][lr % 4u] = v.z;
+            a_tile[(lk + 3u) * TM4 + lr / 4u][lr % 4u] = v.w;
         } else {
             for (var q = 0u; q < 4u; q++) {
                 let kk = k0 + lk + q;
@@ -128,7 +135,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                         }
                     }
                 }
-                a_tile[(lk + q) * TM + lr] = v;
+                a_tile[(lk + q) * TM4 + lr / 4u][lr % 4u] = v;
             }
         }
         if (p.b_sn == 1u && p.b_vec4 != 0u) {
@@ -141,10 +148,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             if (kk < p.k && nn + 3u < p.n) {
                 v = b4[(b_base + kk * p.b_sk + nn) / 4u];
             }
-            b_tile[bk * TN + bn] = v.x;
-            b_tile[bk * TN + bn + 1u] = v.y;
-            b_tile[bk * TN + bn + 2u] = v.z;
-            b_tile[bk * TN + bn + 3u] = v.w;
+            b_tile[bk * TN4 + bn / 4u] = v;
         } else if (p.b_vec4 != 0u) {
             // k-contiguous operand (b_sk == 1), 4 neighbours in k as one vec4.
             let bn = li / 4u;
@@ -155,23 +159,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             if (kk + 3u < p.k && nn < p.n) {
                 v = b4[(b_base + kk + nn * p.b_sn) / 4u];
             }
-            b_tile[bk * TN + bn] = v.x;
-            b_tile[(bk + 1u) * TN + bn] = v.y;
-            b_tile[(bk + 2u) * TN + bn] = v.z;
-            b_tile[(bk + 3u) * TN + bn] = v.w;
+            b_tile[bk * TN4 + bn / 4u][bn % 4u] = v.x;
+            b_tile[(bk + 1u) * TN4 + bn / 4u][bn % 4u] = v.y;
+            b_tile[(bk + 2u) * TN4 + bn / 4u][bn % 4u] = v.z;
+            b_tile[(bk + 3u) * TN4 + bn / 4u][bn % 4u] = v.w;
         } else if (p.b_sn == 1u) {
             // n-contiguous weights: each invocation reads 4 neighbours in n.
             let bk = li / 16u;
             let bn = (li % 16u) * 4u;
+            var v = vec4<f32>(0.0);
             for (var q = 0u; q < 4u; q++) {
                 let kk = k0 + bk;
                 let nn = n0 + bn + q;
-                var v = 0.0;
                 if (kk < p.k && nn < p.n) {
-                    v = b[b_base + kk * p.b_sk + nn];
+                    v[q] = b[b_base + kk * p.b_sk + nn];
                 }
-                b_tile[bk * TN + bn + q] = v;
             }
+            b_tile[bk * TN4 + bn / 4u] = v;
         } else {
             // k-contiguous (transposed) operand: read 4 neighbours in k.
             let bn = li / 4u;
@@ -183,13 +187,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 if (kk < p.k && nn < p.n) {
                     v = b[b_base + kk * p.b_sk + nn * p.b_sn];
                 }
-                b_tile[(bk + q) * TN + bn] = v;
+                b_tile[(bk + q) * TN4 + bn / 4u][bn % 4u] = v;
             }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            let ar = vec4<f32>(a_tile[kk * TM + ty], a_tile[kk * TM + ty + 16u], a_tile[kk * TM + ty + 32u], a_tile[kk * TM + ty + 48u]);
-            let br = vec4<f32>(b_tile[kk * TN + tx], b_tile[kk * TN + tx + 16u], b_tile[kk * TN + tx + 32u], b_tile[kk * TN + tx + 48u]);
+            let ar = a_tile[kk * TM4 + ty];
+            let br = b_tile[kk * TN4 + tx];
             acc0 = fma(vec4<f32>(ar.x), br, acc0);
             acc1 = fma(vec4<f32>(ar.y), br, acc1);
             acc2 = fma(vec4<f32>(ar.z), br, acc2);
@@ -198,19 +202,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         workgroupBarrier();
     }
 
-    store_row(m0 + ty, n0 + tx, zi, c_base, acc0);
-    store_row(m0 + ty + 16u, n0 + tx, zi, c_base, acc1);
-    store_row(m0 + ty + 32u, n0 + tx, zi, c_base, acc2);
-    store_row(m0 + ty + 48u, n0 + tx, zi, c_base, acc3);
+    let m = m0 + 4u * ty;
+    let n = n0 + 4u * tx;
+    store_row(m, n, zi, c_base, acc0);
+    store_row(m + 1u, n, zi, c_base, acc1);
+    store_row(m + 2u, n, zi, c_base, acc2);
+    store_row(m + 3u, n, zi, c_base, acc3);
 }
 
-// Epilogue for one row of this invocation's outputs: columns n, n+16, n+32, n+48.
+// Epilogue for one row of this invocation's outputs: columns n .. n+3.
 fn store_row(m: u32, n: u32, zi: u32, c_base: u32, acc: vec4<f32>) {
     if (m >= p.m) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
-        let col = n + 16u * j;
+        let col = n + j;
         if (col < p.n) {
             var v = acc[j] * p.alpha;
             if (p.has_bias != 0u) {
