@@ -1,7 +1,8 @@
 // GroupNorm with one group per channel, i.e. each channel of [B, T, C]
 // normalized over time, in three launches:
 //   stats:    per (item, time chunk of 512 frames, channel) the chunk's
-//             mean and sum of squared deviations (Welford);
+//             mean and sum of squared deviations (two passes per lane,
+//             then the 4 lanes merged);
 //   finalize: per (item, channel) merge the chunks (Chan et al.) into
 //             scale = gamma / sqrt(var + eps) and shift = beta - mean*scale;
 //   apply:    y = x * scale + shift.
@@ -52,17 +53,27 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) 
     let item = wg.z;
     let t0 = wg.y * CHUNK;
     let t1 = min(t0 + CHUNK, p.t);
+    // Two passes over this lane's at most 128 frames, both relative to its
+    // first frame (so a channel's large offset does not swamp the sum): the
+    // sum, then the squared deviations from the mean. Unlike a Welford update
+    // it divides once, not once per frame (Vulkan lets a division be off by
+    // 2.5 ulp).
     var n = 0.0;
     var mean = 0.0;
     var m2 = 0.0;
-    if (ch < p.c) {
+    if (ch < p.c && t0 + lane < t1) {
+        let shift = x[(item * p.t + t0 + lane) * p.c + ch];
+        var sum = 0.0;
         for (var t = t0 + lane; t < t1; t += 4u) {
-            let v = x[(item * p.t + t) * p.c + ch];
+            sum += x[(item * p.t + t) * p.c + ch] - shift;
             n += 1.0;
-            let d = v - mean;
-            mean += d / n;
-            m2 += d * (v - mean);
         }
+        let rel_mean = sum / n;
+        for (var t = t0 + lane; t < t1; t += 4u) {
+            let d = (x[(item * p.t + t) * p.c + ch] - shift) - rel_mean;
+            m2 = fma(d, d, m2);
+        }
+        mean = shift + rel_mean;
     }
     s_n[li] = n;
     s_mean[li] = mean;
