@@ -30,15 +30,18 @@
 // Cin = 1 and stride 5). The flags are uniform, so the branch is free.
 // Pool buffers are whole multiples of 16 bytes, so the vec4 view covers all
 // of the data.
-// Workgroup 16x16 = 256 invocations computes a 64x64 tile of C, a 4x4 block
-// per invocation (rows 4ty .. 4ty+3, columns 4tx .. 4tx+3). The tiles in
+// Workgroup 16 x WG_ROWS invocations computes a (4 WG_ROWS)x64 tile of C, a
+// 4x4 block per invocation (rows 4ty .. 4ty+3, columns 4tx .. 4tx+3).
+// WG_ROWS is a pipeline-overridable constant: 16 (64x64 tiles) by default,
+// 8 (32x64 tiles) where 64x64 tiles would leave a large GPU's cores idle,
+// chosen per dispatch in Gpu::matmul. The tiles in
 // workgroup memory are vec4s along m (A) and n (B), so each step of k costs
 // an invocation 2 vec4 loads for 16 FMAs, where scalar tiles took 8 loads: on
 // large GPUs the scalar loads, not the FMAs, were the limit. In a 32-wide
 // SIMD group the A load is a broadcast (2 addresses) and the B loads are 16
 // neighbouring vec4s. K advances 16 at a time through 2 x 4 KiB of workgroup
 // memory, well under WebGPU's 16 KiB default. Launch: (ceil(N/64),
-// ceil(M/64), batch).
+// ceil(M / (4 WG_ROWS)), batch).
 
 struct Params {
     m: u32, n: u32, k: u32, a_mode: u32,
@@ -59,24 +62,24 @@ struct Params {
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 
-const TM: u32 = 64u;
+override WG_ROWS: u32 = 16u;
 const TN: u32 = 64u;
 const TK: u32 = 16u;
-
-const TM4: u32 = TM / 4u;
 const TN4: u32 = TN / 4u;
 
-var<workgroup> a_tile: array<vec4<f32>, 256>; // [TK][TM / 4]: A(m0 + 4r + c, k0 + kk) at [kk * TM4 + r][c]
+// A tile [TK][WG_ROWS] (at most 16) vec4s: A(m0 + 4r + c, k0 + kk) at [kk * WG_ROWS + r][c].
+var<workgroup> a_tile: array<vec4<f32>, 256>;
 var<workgroup> b_tile: array<vec4<f32>, 256>; // [TK][TN / 4]: B(k0 + kk, n0 + 4r + c) at [kk * TN4 + r][c]
 
-@compute @workgroup_size(16, 16, 1)
+@compute @workgroup_size(16, WG_ROWS, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let zb = wg.z / p.zh;
     let zi = wg.z % p.zh;
     let a_base = p.a_off + zb * p.a_sb + zi * p.a_sh;
     let b_base = p.b_off + zb * p.b_sb + zi * p.b_sh;
     let c_base = p.c_off + zb * p.c_sb + zi * p.c_sh;
-    let m0 = wg.y * TM;
+    let tm4 = WG_ROWS;
+    let m0 = wg.y * 4u * WG_ROWS;
     let n0 = wg.x * TN;
 
     // A loader: invocation li fills row li/4, k columns (li%4)*4 .. +4.
@@ -117,10 +120,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                     }
                 }
             }
-            a_tile[lk * TM4 + lr / 4u][lr % 4u] = v.x;
-            a_tile[(lk + 1u) * TM4 + lr / 4u][lr % 4u] = v.y;
-            a_tile[(lk + 2u) * TM4 + lr / 4u][lr % 4u] = v.z;
-            a_tile[(lk + 3u) * TM4 + lr / 4u][lr % 4u] = v.w;
+            a_tile[lk * tm4 + lr / 4u][lr % 4u] = v.x;
+            a_tile[(lk + 1u) * tm4 + lr / 4u][lr % 4u] = v.y;
+            a_tile[(lk + 2u) * tm4 + lr / 4u][lr % 4u] = v.z;
+            a_tile[(lk + 3u) * tm4 + lr / 4u][lr % 4u] = v.w;
         } else {
             for (var q = 0u; q < 4u; q++) {
                 let kk = k0 + lk + q;
@@ -135,64 +138,67 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                         }
                     }
                 }
-                a_tile[(lk + q) * TM4 + lr / 4u][lr % 4u] = v;
+                a_tile[(lk + q) * tm4 + lr / 4u][lr % 4u] = v;
             }
         }
-        if (p.b_sn == 1u && p.b_vec4 != 0u) {
-            // n-contiguous weights, 4 neighbours in n as one vec4.
-            let bk = li / 16u;
-            let bn = (li % 16u) * 4u;
-            let kk = k0 + bk;
-            let nn = n0 + bn;
-            var v = vec4<f32>(0.0);
-            if (kk < p.k && nn + 3u < p.n) {
-                v = b4[(b_base + kk * p.b_sk + nn) / 4u];
-            }
-            b_tile[bk * TN4 + bn / 4u] = v;
-        } else if (p.b_vec4 != 0u) {
-            // k-contiguous operand (b_sk == 1), 4 neighbours in k as one vec4.
-            let bn = li / 4u;
-            let bk = (li % 4u) * 4u;
-            let kk = k0 + bk;
-            let nn = n0 + bn;
-            var v = vec4<f32>(0.0);
-            if (kk + 3u < p.k && nn < p.n) {
-                v = b4[(b_base + kk + nn * p.b_sn) / 4u];
-            }
-            b_tile[bk * TN4 + bn / 4u][bn % 4u] = v.x;
-            b_tile[(bk + 1u) * TN4 + bn / 4u][bn % 4u] = v.y;
-            b_tile[(bk + 2u) * TN4 + bn / 4u][bn % 4u] = v.z;
-            b_tile[(bk + 3u) * TN4 + bn / 4u][bn % 4u] = v.w;
-        } else if (p.b_sn == 1u) {
-            // n-contiguous weights: each invocation reads 4 neighbours in n.
-            let bk = li / 16u;
-            let bn = (li % 16u) * 4u;
-            var v = vec4<f32>(0.0);
-            for (var q = 0u; q < 4u; q++) {
+        // The B tile is 256 groups of 4 values; fewer invocations take turns.
+        for (var bi = li; bi < TK * TN4; bi += 16u * WG_ROWS) {
+            if (p.b_sn == 1u && p.b_vec4 != 0u) {
+                // n-contiguous weights, 4 neighbours in n as one vec4.
+                let bk = bi / 16u;
+                let bn = (bi % 16u) * 4u;
                 let kk = k0 + bk;
-                let nn = n0 + bn + q;
-                if (kk < p.k && nn < p.n) {
-                    v[q] = b[b_base + kk * p.b_sk + nn];
-                }
-            }
-            b_tile[bk * TN4 + bn / 4u] = v;
-        } else {
-            // k-contiguous (transposed) operand: read 4 neighbours in k.
-            let bn = li / 4u;
-            let bk = (li % 4u) * 4u;
-            for (var q = 0u; q < 4u; q++) {
-                let kk = k0 + bk + q;
                 let nn = n0 + bn;
-                var v = 0.0;
-                if (kk < p.k && nn < p.n) {
-                    v = b[b_base + kk * p.b_sk + nn * p.b_sn];
+                var v = vec4<f32>(0.0);
+                if (kk < p.k && nn + 3u < p.n) {
+                    v = b4[(b_base + kk * p.b_sk + nn) / 4u];
                 }
-                b_tile[(bk + q) * TN4 + bn / 4u][bn % 4u] = v;
+                b_tile[bk * TN4 + bn / 4u] = v;
+            } else if (p.b_vec4 != 0u) {
+                // k-contiguous operand (b_sk == 1), 4 neighbours in k as one vec4.
+                let bn = bi / 4u;
+                let bk = (bi % 4u) * 4u;
+                let kk = k0 + bk;
+                let nn = n0 + bn;
+                var v = vec4<f32>(0.0);
+                if (kk + 3u < p.k && nn < p.n) {
+                    v = b4[(b_base + kk + nn * p.b_sn) / 4u];
+                }
+                b_tile[bk * TN4 + bn / 4u][bn % 4u] = v.x;
+                b_tile[(bk + 1u) * TN4 + bn / 4u][bn % 4u] = v.y;
+                b_tile[(bk + 2u) * TN4 + bn / 4u][bn % 4u] = v.z;
+                b_tile[(bk + 3u) * TN4 + bn / 4u][bn % 4u] = v.w;
+            } else if (p.b_sn == 1u) {
+                // n-contiguous weights: each invocation reads 4 neighbours in n.
+                let bk = bi / 16u;
+                let bn = (bi % 16u) * 4u;
+                var v = vec4<f32>(0.0);
+                for (var q = 0u; q < 4u; q++) {
+                    let kk = k0 + bk;
+                    let nn = n0 + bn + q;
+                    if (kk < p.k && nn < p.n) {
+                        v[q] = b[b_base + kk * p.b_sk + nn];
+                    }
+                }
+                b_tile[bk * TN4 + bn / 4u] = v;
+            } else {
+                // k-contiguous (transposed) operand: read 4 neighbours in k.
+                let bn = bi / 4u;
+                let bk = (bi % 4u) * 4u;
+                for (var q = 0u; q < 4u; q++) {
+                    let kk = k0 + bk + q;
+                    let nn = n0 + bn;
+                    var v = 0.0;
+                    if (kk < p.k && nn < p.n) {
+                        v = b[b_base + kk * p.b_sk + nn * p.b_sn];
+                    }
+                    b_tile[(bk + q) * TN4 + bn / 4u][bn % 4u] = v;
+                }
             }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            let ar = a_tile[kk * TM4 + ty];
+            let ar = a_tile[kk * tm4 + ty];
             let br = b_tile[kk * TN4 + tx];
             acc0 = fma(vec4<f32>(ar.x), br, acc0);
             acc1 = fma(vec4<f32>(ar.y), br, acc1);

@@ -69,6 +69,10 @@ fn linear_odd_shapes_bias_and_every_activation() {
         (3, 8, 4),
         (70, 12, 5),
         (9, 7, 8),
+        // Grids of at least 256 64x64 tiles, which take those tiles (the
+        // shapes above take 32x64 ones; `matmul_tiles_by_grid_size`).
+        (1090, 36, 1000),
+        (1037, 45, 1003),
     ];
     for (i, &(rows, inp, out)) in shapes.iter().enumerate() {
         let (xc, xg) = both(&[rows, inp], i as u64);
@@ -284,6 +288,19 @@ fn attention_row_kernel_edges() {
                 seed += 10;
             }
         }
+    }
+}
+
+/// Which GEMM tiles each grid size takes: 32x64 below 256 64x64 tiles.
+#[test]
+fn matmul_tiles_by_grid_size() {
+    let g = Gpu::new_profiled().unwrap_or_else(|e| panic!("{e}"));
+    for &(rows, out, label) in &[(9usize, 8usize, "matmul::main 32x64 [linear]"), (1090, 1000, "matmul::main [linear]"), (960, 1024, "matmul::main 32x64 [linear]")] {
+        let x = g.upload(&[rows, 4], &rand(rows * 4, 1, 1.0)).unwrap();
+        let w = g.prepare_linear(&data(&[out, 4], 2)).unwrap();
+        g.download(&g.linear(&x, &w, None, None).unwrap()).unwrap();
+        let labels: Vec<String> = g.take_profile().unwrap().into_iter().map(|k| k.label).collect();
+        assert_eq!(labels, [label], "{rows}x4 -> {out}");
     }
 }
 

@@ -24,19 +24,26 @@ pub(crate) enum Access {
 }
 use Access::{Read, ReadWrite as Rw};
 
-/// One entry point of one shader file and the storage bindings it expects.
+/// One entry point of one shader file, the storage bindings it expects and
+/// the values it gives the shader's pipeline-overridable constants.
 pub(crate) struct Kernel {
     pub file: &'static str,
     pub entry: &'static str,
+    /// The pipeline's name in the cache and in profiles: `entry`, plus the
+    /// constants where they differ from the shader's defaults.
+    pub name: &'static str,
     pub bindings: &'static [Access],
+    pub constants: &'static [(&'static str, f64)],
 }
 
 const fn kernel(file: &'static str, entry: &'static str, bindings: &'static [Access]) -> Kernel {
-    Kernel { file, entry, bindings }
+    Kernel { file, entry, name: entry, bindings, constants: &[] }
 }
 
 /// Bindings 5 and 6 are A and B again, viewed as `array<vec4<f32>>`.
 pub(crate) const MATMUL: Kernel = kernel("matmul", "main", &[Read, Read, Read, Rw, Read, Read]);
+/// The same GEMM on 32x64 tiles (8 rows of invocations).
+pub(crate) const MATMUL_32: Kernel = Kernel { name: "main 32x64", constants: &[("WG_ROWS", 8.0)], ..MATMUL };
 pub(crate) const LAYER_NORM: Kernel = kernel("layer_norm", "main", &[Read, Read, Read, Read, Rw]);
 const GN: &[Access] = &[Read, Read, Read, Rw, Rw, Rw];
 pub(crate) const GN_STATS: Kernel = kernel("group_norm", "stats", GN);
@@ -226,7 +233,7 @@ impl Recorder {
     }
 
     fn pipeline(&mut self, device: &wgpu::Device, k: &Kernel) -> Result<Arc<Pipeline>, BackendError> {
-        if let Some(p) = self.pipelines.get(&(k.file, k.entry)) {
+        if let Some(p) = self.pipelines.get(&(k.file, k.name)) {
             return Ok(p.clone());
         }
         if !self.modules.contains_key(k.file) {
@@ -267,11 +274,11 @@ impl Recorder {
             layout: Some(&pipeline_layout),
             module,
             entry_point: Some(k.entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: k.constants, ..Default::default() },
             cache: None,
         });
         let p = Arc::new(Pipeline { pipeline, layout });
-        self.pipelines.insert((k.file, k.entry), p.clone());
+        self.pipelines.insert((k.file, k.name), p.clone());
         Ok(p)
     }
 

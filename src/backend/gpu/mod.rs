@@ -27,6 +27,9 @@ pub use profile::KernelTime;
 
 /// How long a native caller waits, after the GPU is idle, for a map callback
 /// that another thread's poll may be running.
+/// Below this many 64x64 workgroups a GEMM takes 32x64 tiles instead.
+const MATMUL_SMALL_GRID: usize = 256;
+
 #[cfg(not(target_arch = "wasm32"))]
 const CALLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -306,7 +309,13 @@ impl Gpu {
     /// and the group's extent (k or n) is too, so no group straddles the
     /// tensor's edge. Everything else takes the scalar loads.
     fn matmul(&self, p: &MatmulParams, a: &wgpu::Buffer, b: &wgpu::Buffer, bias: Option<&wgpu::Buffer>, c: &wgpu::Buffer, batches: usize) -> Result<(), BackendError> {
-        let g = self.groups([(p.n as usize).div_ceil(64), (p.m as usize).div_ceil(64), batches], "matmul")?;
+        // 64x64 tiles, unless they would make fewer than MATMUL_SMALL_GRID
+        // workgroups: then 32x64 tiles, twice as many workgroups, so that a
+        // GPU with a hundred-odd cores has work for all of them (sew-d-tiny's
+        // linear layers on 16 s of audio make 42 to 168 64x64 tiles).
+        let (n_tiles, m_tiles) = ((p.n as usize).div_ceil(64), (p.m as usize).div_ceil(64));
+        let (kernel, m_tile) = if n_tiles * m_tiles * batches < MATMUL_SMALL_GRID { (&MATMUL_32, 32) } else { (&MATMUL, 64) };
+        let g = self.groups([n_tiles, (p.m as usize).div_ceil(m_tile), batches], "matmul")?;
         let mut p = *p;
         let x4 = |v: u32| v % 4 == 0;
         // The vec4 views end at the last whole 16 bytes; pool buffers are
@@ -319,7 +328,7 @@ impl Gpu {
         let b_base = x4(p.b_off) && x4(p.b_sb) && x4(p.b_sh) && b.size() % 16 == 0;
         let b_within = if p.b_sn == 1 { x4(p.b_sk) && x4(p.n) } else { p.b_sk == 1 && x4(p.b_sn) && x4(p.k) };
         p.b_vec4 = (b_base && b_within) as u32;
-        self.run(&MATMUL, &p, &[a, b, bias.unwrap_or(&self.dummy), c, a, b], g)
+        self.run(kernel, &p, &[a, b, bias.unwrap_or(&self.dummy), c, a, b], g)
     }
 
     fn elementwise(&self, k: &Kernel, p: &ElementwiseParams, src: &wgpu::Buffer, pos: &wgpu::Buffer, dst: &wgpu::Buffer, count: usize) -> Result<(), BackendError> {

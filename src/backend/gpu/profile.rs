@@ -103,7 +103,7 @@ impl Profiler {
             }));
         }
         let is_matmul = k.file == MATMUL.file && k.entry == MATMUL.entry;
-        self.labels.push((k.file, k.entry, if is_matmul { matmul_use(params) } else { "" }));
+        self.labels.push((k.file, k.name, if is_matmul { matmul_use(params) } else { "" }));
         wgpu::ComputePassTimestampWrites {
             query_set: &self.sets[set],
             beginning_of_pass_write_index: Some(index),
