@@ -1,15 +1,19 @@
 #!/bin/bash
 # The GPU checks of one device session, in one call (device time is short).
 #
-# Here, first:   bench/device_check.sh prep
-#   builds target/release/sewd and copies the gpu_ops test binary to
-#   target/device/gpu_ops (both ignored by git, so they must be carried).
+# Here, first:   bench/device_check.sh prep [BASE]
+#   builds target/release/sewd, copies the gpu_ops test binary to
+#   target/device/gpu_ops and builds the sewd of commit BASE (default
+#   330ec33, the last one measured on a GPU) as target/device/sewd-base,
+#   in a temporary worktree (ignored by git, so all must be carried).
 # There:         bench/device_check.sh run
 #   with carry [".gl", "target/release/sewd", "target/device"]: installs the
 #   Vulkan loader from .gl/*.deb (see bench/README.md), runs every GPU op test
 #   on the card's own driver, then bench/gpu_vs_pytorch.py (wgpu vs PyTorch
-#   eager f32/TF32/fp16, per-kernel profile, logits agreement). Results go
-#   to $OUT: gpu_ops.log, gpu_vs_pytorch.{md,json}.
+#   eager f32/TF32/fp16, per-kernel profile, logits agreement), then the
+#   same clips through sewd-base and sewd alternately, each with a profile:
+#   what the changes since BASE did on this card. Results go to $OUT:
+#   gpu_ops.log, gpu_vs_pytorch.{md,json}, base_vs_head.jsonl.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -21,7 +25,15 @@ prep)
     [ -n "$exe" ] || { echo "no gpu_ops test binary"; exit 1; }
     mkdir -p target/device
     cp "$exe" target/device/gpu_ops
-    ls -l target/release/sewd target/device/gpu_ops
+    base=${2:-330ec33}
+    wt=$(mktemp -d /tmp/sewd-base.XXXXXX)
+    git worktree add -q --detach "$wt" "$base"
+    (cd "$wt" && CARGO_TARGET_DIR="$PWD/../$(basename "$wt").target" cargo build --release --bin sewd)
+    cp "$wt.target/release/sewd" target/device/sewd-base
+    git worktree remove --force "$wt"
+    rm -rf "$wt.target"
+    git rev-parse --short "$base" > target/device/base-commit
+    ls -l target/release/sewd target/device/gpu_ops target/device/sewd-base
     ;;
 run)
     out=${OUT:-/tmp/device_check}
@@ -37,7 +49,28 @@ run)
     echo "gpu_ops: exit $? ($(grep -c ' ok$' "$out/gpu_ops.log") ok; failures:" \
         "$(grep ' FAILED$' "$out/gpu_ops.log" | tr '\n' ' '))"
     grep -A1 panicked "$out/gpu_ops.log" | head -20
-    timeout 360 python3 bench/gpu_vs_pytorch.py --out "$out/gpu_vs_pytorch.json" --out-md "$out/gpu_vs_pytorch.md"
+    timeout 300 python3 bench/gpu_vs_pytorch.py --out "$out/gpu_vs_pytorch.json" --out-md "$out/gpu_vs_pytorch.md"
+    # Base against head on the clips gpu_vs_pytorch.py left in bench/.cache.
+    for clip in 17s 60s; do
+        for round in 1 2; do
+            for bin in target/device/sewd-base target/release/sewd; do
+                for mode in "" --profile; do
+                    line=$(timeout 120 $bin bench --backend gpu $mode --runs 5 --model bench/.cache/sewd-tiny \
+                        --audio bench/.cache/speech_$clip.wav 2>/dev/null | tail -1)
+                    echo "{\"clip\": \"$clip\", \"round\": $round, \"sewd\": \"$(basename $bin)\", \"result\": ${line:-null}}" \
+                        >> "$out/base_vs_head.jsonl"
+                done
+            done
+        done
+    done
+    python3 - "$out/base_vs_head.jsonl" "$(cat target/device/base-commit 2>/dev/null)" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for r in rows:
+    res = r["result"] or {}
+    what = f"gpu {res['gpu_ms']:.2f} ms, profiled" if "gpu_ms" in res else f"median {res.get('median_ms')} ms"
+    print(r["clip"], r["round"], r["sewd"], "(base " + sys.argv[2] + ")" if r["sewd"] == "sewd-base" else "", what)
+PY
     ;;
 *)
     echo "usage: bench/device_check.sh prep|run" >&2
