@@ -37,3 +37,24 @@ fixture_tests!(
 fn every_fixture_case_is_listed() {
     assert_eq!(common::CASES.len(), 7, "a fixture case was added: list it above too");
 }
+
+/// The bundled English model (trained weights, head size 36) through the
+/// whole GPU pipeline against the CPU one on a committed clip: random-weight
+/// fixtures and per-op tests once missed a kernel that was wrong here.
+#[test]
+fn bundled_demo_model_gpu_matches_cpu() {
+    use sewd::audio::read_wav_file;
+    use sewd::backend::cpu::Cpu;
+    use sewd::pipeline::Pipeline;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("models/sewd-demo-en");
+    let cpu = Pipeline::load_dir(Cpu, &dir).unwrap_or_else(|e| panic!("{e}"));
+    let gpu_p = Pipeline::load_dir(Gpu::new().unwrap_or_else(|e| panic!("{e}")), &dir).unwrap_or_else(|e| panic!("{e}"));
+    for clip in ["en_weather.wav", "en_door.wav"] {
+        let audio = read_wav_file(&root.join("tests/fixtures/clips").join(clip)).unwrap();
+        let samples = cpu.prepare(audio).unwrap();
+        let want = cpu.logits(&samples).unwrap();
+        let got = gpu_p.logits(&samples).unwrap();
+        common::assert_close(clip, &got.data, &want.data, &got.shape, &want.shape, 2e-3);
+    }
+}

@@ -269,6 +269,25 @@ fn attention_against_cpu() {
     }
 }
 
+/// The bundled English model's attention geometry (4 heads of 36, 64
+/// buckets, 256 positions), with small and large scores.
+#[test]
+fn attention_demo_model_geometry() {
+    for &len in &[42usize, 85, 300] {
+        for &scale in &[1.0f32, 8.0] {
+            let spec = att_spec(4, 36, true, true, 64, 256);
+            let hd = 144;
+            let q = rand(len * 3 * hd, 900 + len as u64, scale);
+            let k = rand(2 * 64 * hd, 901, scale);
+            let (qc, qg) = (Cpu.upload(&[1, len, 3 * hd], &q).unwrap(), gpu().upload(&[1, len, 3 * hd], &q).unwrap());
+            let (kc, kg) = (Cpu.upload(&[128, hd], &k).unwrap(), gpu().upload(&[128, hd], &k).unwrap());
+            let (cc, _) = Cpu.attention(&qc, Some(&kc), Some(&kc), &[len], &spec, false).unwrap();
+            let (gc, _) = gpu().attention(&qg, Some(&kg), Some(&kg), &[len], &spec, false).unwrap();
+            check(&format!("demo geometry T={len} scale {scale}"), &cc, &gc, 2e-5);
+        }
+    }
+}
+
 /// Which GEMM tiles each grid size takes: 32x64 below 256 64x64 tiles.
 #[test]
 fn matmul_tiles_by_grid_size() {
