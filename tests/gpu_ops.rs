@@ -284,6 +284,25 @@ fn attention_demo_model_geometry() {
             let (cc, _) = Cpu.attention(&qc, Some(&kc), Some(&kc), &[len], &spec, false).unwrap();
             let (gc, _) = gpu().attention(&qg, Some(&kg), Some(&kg), &[len], &spec, false).unwrap();
             check(&format!("demo geometry T={len} scale {scale}"), &cc, &gc, 2e-5);
+
+/// The row-per-invocation kernel (`attention::main`, head sizes up to 64 in
+/// whole vec4s) and the one it falls back to (`attention::wide`) on the
+/// edges of their tiles (32 rows and 16 keys; 16 rows and 32 keys): one
+/// frame, 17 frames, 100 frames with shorter items (padded keys, padded
+/// query rows, a length on a key-tile edge), with and without the relative
+/// terms. `attention_entries` checks which kernel each head size takes.
+#[test]
+fn attention_row_kernel_edges() {
+    let mut seed = 400;
+    for &(len, ref lengths) in &[(1usize, vec![1usize]), (17, vec![17, 5]), (100, vec![100, 63, 16])] {
+        for &head_dim in &[64usize, 36, 128, 66] {
+            for relative in [true, false] {
+                let spec = AttentionSpec { relative, ..att_spec(2, head_dim, true, true, 32, 128) };
+                let name = format!("T={len} {lengths:?} D={head_dim} relative {relative}");
+                let case = AttCase { name: Box::leak(name.into_boxed_str()), len, lengths: lengths.clone(), spec };
+                attention_case(&case, seed);
+                seed += 10;
+            }
         }
     }
 }
@@ -298,6 +317,23 @@ fn matmul_tiles_by_grid_size() {
         g.download(&g.linear(&x, &w, None, None).unwrap()).unwrap();
         let labels: Vec<String> = g.take_profile().unwrap().into_iter().map(|k| k.label).collect();
         assert_eq!(labels, [label], "{rows}x4 -> {out}");
+    }
+}
+
+/// Which attention kernel runs for which head size.
+#[test]
+fn attention_entries() {
+    let g = Gpu::new_profiled().unwrap_or_else(|e| panic!("{e}"));
+    for &(head_dim, entry) in &[(64usize, "attention::main"), (16, "attention::main"), (36, "attention::main"), (6, "attention::wide"), (66, "attention::wide"), (128, "attention::wide")] {
+        let spec = att_spec(2, head_dim, true, true, 16, 64);
+        let hd = 2 * head_dim;
+        let qkv = g.upload(&[1, 20, 3 * hd], &rand(20 * 3 * hd, 9, 1.0)).unwrap();
+        let pos = g.upload(&[2 * spec.span, hd], &rand(2 * spec.span * hd, 10, 1.0)).unwrap();
+        let (ctx, _) = g.attention(&qkv, Some(&pos), Some(&pos), &[20], &spec, false).unwrap();
+        g.download(&ctx).unwrap();
+        let labels: Vec<String> = g.take_profile().unwrap().into_iter().map(|k| k.label).collect();
+        assert!(labels.iter().any(|l| l == entry), "D={head_dim}: no {entry} in {labels:?}");
+        assert!(labels.iter().filter(|l| l.starts_with("attention::")).count() == 1, "D={head_dim}: {labels:?}");
     }
 }
 

@@ -57,7 +57,9 @@ pub(crate) const AVG_POOL_ADD: Kernel = kernel("elementwise", "avg_pool_add", EW
 pub(crate) const UPSAMPLE: Kernel = kernel("elementwise", "upsample", EW);
 pub(crate) const MASKED_MEAN: Kernel = kernel("masked_mean", "main", &[Read, Rw]);
 const ATT: &[Access] = &[Read, Read, Read, Rw, Rw, Rw];
-pub(crate) const ATTENTION: Kernel = kernel("attention", "main", ATT);
+/// Binding 7 is qkv again, viewed as `array<vec4<f32>>`.
+pub(crate) const ATTENTION: Kernel = kernel("attention", "main", &[Read, Read, Read, Rw, Rw, Rw, Read]);
+pub(crate) const ATTENTION_WIDE: Kernel = kernel("attention", "wide", ATT);
 pub(crate) const ATTENTION_PROBS: Kernel = kernel("attention", "probs", ATT);
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
@@ -192,6 +194,9 @@ pub(crate) struct AttentionParams {
     pub valid: u32,
     pub _pad: [u32; 3],
 }
+
+/// Query rows per workgroup of `attention::main`; must match `FR` in attention.wgsl.
+pub(crate) const ATT_ROWS: usize = 32;
 
 /// Group-norm time chunk; must match `CHUNK` in group_norm.wgsl.
 pub(crate) const GN_CHUNK: usize = 512;

@@ -634,7 +634,12 @@ impl Backend for Gpu {
             ctx.buffer(),
             stats.buffer(),
             probs.as_ref().map_or(&self.dummy_rw, GpuTensor::buffer),
+            qkv.buffer(),
         ];
+        // `main` keeps a query row and its context in 16 vec4 registers and
+        // reads qkv as vec4s: head sizes up to 64 in whole vec4s. Larger head
+        // sizes, or ones not a multiple of 4, take `wide`.
+        let vec4_rows = d <= 64 && d % 4 == 0 && qkv.buffer().size() % 16 == 0;
         for (b, &valid) in lengths.iter().enumerate() {
             let p = AttentionParams {
                 t: u32_of(len, "frames")?,
@@ -652,9 +657,13 @@ impl Backend for Gpu {
                 valid: valid.min(len) as u32,
                 _pad: [0; 3],
             };
-            self.run(&ATTENTION, &p, &bufs, self.groups([len.div_ceil(16), h, 1], "attention")?)?;
+            if vec4_rows {
+                self.run(&ATTENTION, &p, &bufs, self.groups([len.div_ceil(ATT_ROWS), h, 1], "attention")?)?;
+            } else {
+                self.run(&ATTENTION_WIDE, &p, &bufs[..6], self.groups([len.div_ceil(16), h, 1], "attention")?)?;
+            }
             if want_probs {
-                self.run(&ATTENTION_PROBS, &p, &bufs, self.fold((h * len * len).div_ceil(256))?)?;
+                self.run(&ATTENTION_PROBS, &p, &bufs[..6], self.fold((h * len * len).div_ceil(256))?)?;
             }
         }
         Ok((ctx, probs))
