@@ -284,6 +284,9 @@ fn attention_demo_model_geometry() {
             let (cc, _) = Cpu.attention(&qc, Some(&kc), Some(&kc), &[len], &spec, false).unwrap();
             let (gc, _) = gpu().attention(&qg, Some(&kg), Some(&kg), &[len], &spec, false).unwrap();
             check(&format!("demo geometry T={len} scale {scale}"), &cc, &gc, 2e-5);
+        }
+    }
+}
 
 /// The row-per-invocation kernel (`attention::main`, head sizes up to 64 in
 /// whole vec4s) and the one it falls back to (`attention::wide`) on the
