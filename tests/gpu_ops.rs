@@ -392,6 +392,21 @@ fn one_submission_for_many_ops_and_reuse() {
 }
 
 #[test]
+fn parameters_of_many_dispatches_in_one_submission() {
+    // Each input of a weighted sum is one dispatch with its weight in its
+    // parameter slot: 600 of them, more than two 256-slot chunks of the
+    // arena, recorded before the one read-back that submits them.
+    let n = 600;
+    let xs: Vec<TensorData> = (0..n).map(|i| data(&[1, 3, 5], 2000 + i as u64)).collect();
+    let weights = rand(n, 77, 1.0);
+    let up: Vec<_> = xs.iter().map(|x| gpu().upload(&x.shape, &x.data).unwrap()).collect();
+    let sum = gpu().weighted_sum(&up.iter().collect::<Vec<_>>(), &weights).unwrap();
+    let got = gpu().download(&sum).unwrap();
+    let want: Vec<f32> = (0..15).map(|j| xs.iter().zip(&weights).map(|(x, w)| w * x.data[j]).sum()).collect();
+    common::assert_close("weighted sum of 600", &got.data, &want, &got.shape, &[1, 3, 5], 1e-5);
+}
+
+#[test]
 fn readbacks_from_threads_sharing_one_device() {
     // Whichever thread polls the shared device runs every finished map
     // callback, so a readback's callback can land on another thread just

@@ -3,9 +3,9 @@
 //! Every op becomes one or a few dispatches appended to a single compute
 //! pass of a single command encoder; nothing reaches the GPU until a
 //! download (or `Gpu::flush`) submits it. Each dispatch's parameters (shapes,
-//! strides, flags) go into their own 256-byte slot of a uniform arena, written
-//! with `queue.write_buffer`, which the queue applies before the submission
-//! that reads them. Slots are reused only after that submission.
+//! strides, flags) go into their own 256-byte slot of a uniform arena, staged
+//! on the host and written with one `queue.write_buffer` per arena chunk just
+//! before the submission that reads them. Slots are reused only after it.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -219,6 +219,8 @@ pub(crate) struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
     arena: Vec<wgpu::Buffer>,
     slots_used: u64,
+    /// The parameters of the slots used so far, not yet written to `arena`.
+    staged: Vec<u8>,
     /// Dispatches recorded since the last submission.
     pub dispatches: usize,
     /// Dispatches recorded since the device was opened.
@@ -282,11 +284,13 @@ impl Recorder {
         Ok(p)
     }
 
-    /// A uniform slot holding `params`.
-    fn params_slot(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, params: &[u8]) -> (usize, u64) {
+    /// A uniform slot for `params`. The bytes wait in `staged` and reach the
+    /// arena in one `write_buffer` per chunk at submission (`take_encoder`):
+    /// wgpu makes a staging buffer for every `write_buffer`, which cost one per
+    /// dispatch.
+    fn params_slot(&mut self, device: &wgpu::Device, params: &[u8]) -> (usize, u64) {
         let per_chunk = ARENA_CHUNK / SLOT;
         let (chunk, slot) = ((self.slots_used / per_chunk) as usize, self.slots_used % per_chunk);
-        self.slots_used += 1;
         if chunk == self.arena.len() {
             self.arena.push(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("params"),
@@ -295,7 +299,10 @@ impl Recorder {
                 mapped_at_creation: false,
             }));
         }
-        queue.write_buffer(&self.arena[chunk], slot * SLOT, params);
+        let start = (self.slots_used * SLOT) as usize;
+        self.slots_used += 1;
+        self.staged.resize(start + SLOT as usize, 0);
+        self.staged[start..start + params.len()].copy_from_slice(params);
         (chunk, slot * SLOT)
     }
 
@@ -303,7 +310,6 @@ impl Recorder {
     pub fn dispatch(
         &mut self,
         device: &wgpu::Device,
-        queue: &wgpu::Queue,
         k: &Kernel,
         params: &[u8],
         buffers: &[&wgpu::Buffer],
@@ -315,7 +321,7 @@ impl Recorder {
             return Ok(());
         }
         let pipeline = self.pipeline(device, k)?;
-        let (chunk, offset) = self.params_slot(device, queue, params);
+        let (chunk, offset) = self.params_slot(device, params);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -352,8 +358,14 @@ impl Recorder {
     }
 
     /// Ends the open pass and hands over the encoder (a new one if none is open).
-    pub fn take_encoder(&mut self, device: &wgpu::Device) -> wgpu::CommandEncoder {
+    /// Also writes the staged parameters, which the queue applies before this
+    /// encoder's commands when it is submitted.
+    pub fn take_encoder(&mut self, device: &wgpu::Device, queue: &wgpu::Queue) -> wgpu::CommandEncoder {
         self.pass = None;
+        for (chunk, bytes) in self.staged.chunks(ARENA_CHUNK as usize).enumerate() {
+            queue.write_buffer(&self.arena[chunk], 0, bytes);
+        }
+        self.staged.clear();
         self.encoder.take().unwrap_or_else(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sewd") }))
     }
 

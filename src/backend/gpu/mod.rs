@@ -161,7 +161,7 @@ impl Gpu {
     pub fn flush(&self) -> Result<(), BackendError> {
         let mut rec = self.recorder()?;
         if rec.dispatches > 0 {
-            let mut encoder = rec.take_encoder(&self.device);
+            let mut encoder = rec.take_encoder(&self.device, &self.queue);
             let timestamps = rec.resolve_timestamps(&self.device, &mut encoder);
             self.queue.submit([encoder.finish()]);
             rec.submitted();
@@ -245,7 +245,7 @@ impl Gpu {
         });
         {
             let mut rec = self.recorder()?;
-            let mut encoder = rec.take_encoder(&self.device);
+            let mut encoder = rec.take_encoder(&self.device, &self.queue);
             encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
             let timestamps = rec.resolve_timestamps(&self.device, &mut encoder);
             self.queue.submit([encoder.finish()]);
@@ -297,7 +297,7 @@ impl Gpu {
     }
 
     fn run<P: Pod>(&self, k: &Kernel, params: &P, buffers: &[&wgpu::Buffer], groups: [u32; 3]) -> Result<(), BackendError> {
-        self.recorder()?.dispatch(&self.device, &self.queue, k, bytemuck::bytes_of(params), buffers, groups)?;
+        self.recorder()?.dispatch(&self.device, k, bytemuck::bytes_of(params), buffers, groups)?;
         self.check_errors()
     }
 
