@@ -407,6 +407,49 @@ fn parameters_of_many_dispatches_in_one_submission() {
 }
 
 #[test]
+fn repeated_calls_recycle_their_buffers() {
+    // Its own device: the shared one's counts move with the other tests.
+    let g = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let wd = data(&[8, 8], 5);
+    let (w, wc) = (g.prepare_linear(&wd).unwrap(), Cpu.prepare_linear(&wd).unwrap());
+    let mut created = Vec::new();
+    for i in 0..12u64 {
+        let d = data(&[1, 50, 8], 300 + i);
+        let x = g.upload(&d.shape, &d.data).unwrap();
+        let y = g.activate(g.linear(&x, &w, None, None).unwrap(), Activation::Tanh).unwrap();
+        let got = g.download(&y).unwrap();
+        let xc = Cpu.upload(&d.shape, &d.data).unwrap();
+        let want = Cpu.download(&Cpu.activate(Cpu.linear(&xc, &wc, None, None).unwrap(), Activation::Tanh).unwrap()).unwrap();
+        common::assert_close(&format!("call {i}"), &got.data, &want.data, &got.shape, &want.shape, TOL);
+        created.push(g.buffers_created());
+    }
+    // The input's upload and the intermediates come from the pool after the first calls.
+    assert_eq!(created[2], created[11], "buffers created after each call: {created:?}");
+}
+
+#[test]
+fn upload_while_commands_pending_keeps_their_inputs() {
+    // `a` is dropped while the linear that reads it is recorded but not
+    // submitted; `b`, the same size, must not be written into a's buffer
+    // before that linear runs.
+    let g = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let wd = data(&[8, 8], 6);
+    let w = g.prepare_linear(&wd).unwrap();
+    let (da, db) = (data(&[1, 20, 8], 401), data(&[1, 20, 8], 402));
+    let a = g.upload(&da.shape, &da.data).unwrap();
+    let ya = g.linear(&a, &w, None, None).unwrap();
+    drop(a);
+    let b = g.upload(&db.shape, &db.data).unwrap();
+    let yb = g.linear(&b, &w, None, None).unwrap();
+    let wc = Cpu.prepare_linear(&wd).unwrap();
+    for (name, y, d) in [("a", &ya, &da), ("b", &yb, &db)] {
+        let want = Cpu.download(&Cpu.linear(&Cpu.upload(&d.shape, &d.data).unwrap(), &wc, None, None).unwrap()).unwrap();
+        let got = g.download(y).unwrap();
+        common::assert_close(name, &got.data, &want.data, &got.shape, &want.shape, TOL);
+    }
+}
+
+#[test]
 fn readbacks_from_threads_sharing_one_device() {
     // Whichever thread polls the shared device runs every finished map
     // callback, so a readback's callback can land on another thread just

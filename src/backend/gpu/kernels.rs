@@ -209,6 +209,13 @@ struct Pipeline {
 const SLOT: u64 = 256;
 const ARENA_CHUNK: u64 = 256 * SLOT;
 
+/// Past this many cached bind groups the cache starts over.
+const MAX_BIND_GROUPS: usize = 4096;
+
+/// What a dispatch binds: its pipeline, its parameter slot (arena chunk,
+/// offset, size) and its buffers, in binding order.
+type BindKey = ((&'static str, &'static str), usize, u64, u64, Vec<wgpu::Buffer>);
+
 /// Pipelines, the open encoder and pass, and the parameter arena.
 #[derive(Default)]
 pub(crate) struct Recorder {
@@ -221,6 +228,12 @@ pub(crate) struct Recorder {
     slots_used: u64,
     /// The parameters of the slots used so far, not yet written to `arena`.
     staged: Vec<u8>,
+    /// Bind groups reused across passes: a pass over the same length binds
+    /// the same pooled buffers at the same parameter slots, and creating its
+    /// ~145 bind groups took most of the host's time to record it.
+    bind_groups: HashMap<BindKey, wgpu::BindGroup>,
+    /// `Pool::released` when `bind_groups` was last checked against it.
+    pool_released: u64,
     /// Dispatches recorded since the last submission.
     pub dispatches: usize,
     /// Dispatches recorded since the device was opened.
@@ -306,6 +319,38 @@ impl Recorder {
         (chunk, slot * SLOT)
     }
 
+    /// The bind group of one dispatch, from the cache when an earlier pass
+    /// bound the same things.
+    #[allow(clippy::too_many_arguments)]
+    fn bind_group(&mut self, device: &wgpu::Device, k: &Kernel, pipeline: &Pipeline, chunk: usize, offset: u64, size: u64, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let key: BindKey = ((k.file, k.name), chunk, offset, size, buffers.iter().map(|b| (*b).clone()).collect());
+        if let Some(group) = self.bind_groups.get(&key) {
+            return group.clone();
+        }
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.arena[chunk], offset, size: NonZeroU64::new(size) }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+        }
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(k.entry), layout: &pipeline.layout, entries: &entries });
+        if self.bind_groups.len() >= MAX_BIND_GROUPS {
+            self.bind_groups.clear();
+        }
+        self.bind_groups.insert(key, group.clone());
+        group
+    }
+
+    /// Forgets the cached bind groups once the pool has let buffers go, so
+    /// the cache never keeps a released buffer alive.
+    pub fn forget_bind_groups_after(&mut self, pool_released: u64) {
+        if pool_released != self.pool_released {
+            self.bind_groups.clear();
+            self.pool_released = pool_released;
+        }
+    }
+
     /// Appends one dispatch of `k` to the open compute pass.
     pub fn dispatch(
         &mut self,
@@ -322,18 +367,7 @@ impl Recorder {
         }
         let pipeline = self.pipeline(device, k)?;
         let (chunk, offset) = self.params_slot(device, params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.arena[chunk],
-                offset,
-                size: NonZeroU64::new(params.len() as u64),
-            }),
-        }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
-        }
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(k.entry), layout: &pipeline.layout, entries: &entries });
+        let bind_group = self.bind_group(device, k, &pipeline, chunk, offset, params.len() as u64, buffers);
         self.dispatches += 1;
         self.total_dispatches += 1;
         if let Some(profiler) = self.profiler.as_mut() {

@@ -25,11 +25,11 @@ use kernels::*;
 use pool::{Pool, PoolBuffer};
 pub use profile::KernelTime;
 
-/// How long a native caller waits, after the GPU is idle, for a map callback
-/// that another thread's poll may be running.
 /// Below this many 64x64 workgroups a GEMM takes 32x64 tiles instead.
 const MATMUL_SMALL_GRID: usize = 256;
 
+/// How long a native caller waits, after the GPU is idle, for a map callback
+/// that another thread's poll may be running.
 #[cfg(not(target_arch = "wasm32"))]
 const CALLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -173,6 +173,12 @@ impl Gpu {
         self.check_errors()
     }
 
+    /// Storage buffers created since the device was opened. Repeated passes
+    /// over one length recycle theirs, so this stops growing after the first.
+    pub fn buffers_created(&self) -> u64 {
+        self.pool.created()
+    }
+
     /// Dispatches recorded since the device was opened (empty launches are
     /// not dispatched and not counted).
     pub fn dispatch_count(&self) -> u64 {
@@ -297,7 +303,10 @@ impl Gpu {
     }
 
     fn run<P: Pod>(&self, k: &Kernel, params: &P, buffers: &[&wgpu::Buffer], groups: [u32; 3]) -> Result<(), BackendError> {
-        self.recorder()?.dispatch(&self.device, k, bytemuck::bytes_of(params), buffers, groups)?;
+        let mut rec = self.recorder()?;
+        rec.forget_bind_groups_after(self.pool.released());
+        rec.dispatch(&self.device, k, bytemuck::bytes_of(params), buffers, groups)?;
+        drop(rec);
         self.check_errors()
     }
 
@@ -348,7 +357,23 @@ impl Backend for Gpu {
         if shape.iter().product::<usize>() != data.len() {
             return Err(shape_err("upload", format!("shape {shape:?} does not hold {} values", data.len())));
         }
-        Ok(GpuTensor { buf: self.pool.upload(bytemuck::cast_slice(data), "upload")?, shape: shape.to_vec() })
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        // A queue write runs before any command recorded but not yet submitted,
+        // so it may fill a recycled buffer only while none is pending (checked
+        // under the recorder's lock, so none can be recorded meanwhile).
+        // Recycling keeps a stream of calls from adding one buffer per call to
+        // the pool; otherwise a fresh buffer, filled at creation.
+        let rec = self.recorder()?;
+        if rec.dispatches == 0 {
+            if let Some(buf) = self.pool.take_free(bytes.len() as u64, "upload")? {
+                if !bytes.is_empty() {
+                    self.queue.write_buffer(buf.buffer(), 0, bytes);
+                }
+                return Ok(GpuTensor { buf, shape: shape.to_vec() });
+            }
+        }
+        drop(rec);
+        Ok(GpuTensor { buf: self.pool.upload(bytes, "upload")?, shape: shape.to_vec() })
     }
 
     /// Stored transposed, `[in, out]`, so the GEMM reads it n-contiguous.

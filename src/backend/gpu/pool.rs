@@ -5,11 +5,11 @@
 //! back to the pool when the tensor drops. That is safe even while commands
 //! that read it are still being recorded: the GPU runs one submission's
 //! commands in order, so any later write to the recycled buffer comes after
-//! those reads. Uploads never write into a recycled buffer through the queue
-//! (which would run before the pending commands); they get a fresh buffer
-//! filled at creation.
+//! those reads. A queue write into a recycled buffer runs before the pending
+//! commands, though, so `Gpu::upload` recycles only when none are pending.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::BackendError;
@@ -22,6 +22,11 @@ pub(crate) struct Pool {
     /// The device's `max_storage_buffer_binding_size`: no tensor may exceed it.
     max_binding: u64,
     free: Mutex<Free>,
+    /// Buffers let go (past `MAX_FREE_BYTES`): cached bind groups naming
+    /// them would keep them alive, so the recorder drops its cache when this moves.
+    released: AtomicU64,
+    /// Buffers created, for `Gpu::buffers_created`.
+    created: AtomicU64,
 }
 
 #[derive(Default)]
@@ -56,7 +61,7 @@ const USAGE: wgpu::BufferUsages =
 impl Pool {
     pub fn new(device: wgpu::Device, max_binding: u64) -> Arc<Self> {
         // Whole 16-byte units (see `class`), so rounding never passes the limit.
-        Arc::new(Pool { device, max_binding: max_binding & !15, free: Mutex::new(Free::default()) })
+        Arc::new(Pool { device, max_binding: max_binding & !15, free: Mutex::new(Free::default()), released: AtomicU64::new(0), created: AtomicU64::new(0) })
     }
 
     /// The allocation size for `bytes`: at least 16, rounded up to a size class
@@ -83,20 +88,34 @@ impl Pool {
 
     /// An uninitialized buffer of at least `bytes`.
     pub fn take(self: &Arc<Self>, bytes: u64, what: &str) -> Result<PoolBuffer, BackendError> {
+        if let Some(b) = self.take_free(bytes, what)? {
+            return Ok(b);
+        }
+        self.created.fetch_add(1, Ordering::Relaxed);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size: self.class(bytes), usage: USAGE, mapped_at_creation: false });
+        Ok(PoolBuffer { buffer: Some(buffer), pool: self.clone() })
+    }
+
+    /// A free buffer of at least `bytes`, if the pool holds one of its size class.
+    pub fn take_free(self: &Arc<Self>, bytes: u64, what: &str) -> Result<Option<PoolBuffer>, BackendError> {
         self.check(bytes, what)?;
         let size = self.class(bytes);
-        let reused = {
-            let mut free = self.free.lock().map_err(|_| poisoned())?;
-            let b = free.by_size.get_mut(&size).and_then(Vec::pop);
-            if b.is_some() {
-                free.bytes -= size;
-            }
-            b
-        };
-        let buffer = reused.unwrap_or_else(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size, usage: USAGE, mapped_at_creation: false })
-        });
-        Ok(PoolBuffer { buffer: Some(buffer), pool: self.clone() })
+        let mut free = self.free.lock().map_err(|_| poisoned())?;
+        let buffer = free.by_size.get_mut(&size).and_then(Vec::pop);
+        if buffer.is_some() {
+            free.bytes -= size;
+        }
+        Ok(buffer.map(|b| PoolBuffer { buffer: Some(b), pool: self.clone() }))
+    }
+
+    /// How many buffers the pool has created since it was made.
+    pub fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// How many buffers the pool has let go since it was made.
+    pub fn released(&self) -> u64 {
+        self.released.load(Ordering::Relaxed)
     }
 
     /// A fresh buffer holding `data`.
@@ -106,6 +125,7 @@ impl Pool {
             return self.take(0, what);
         }
         let size = self.class(data.len() as u64);
+        self.created.fetch_add(1, Ordering::Relaxed);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size, usage: USAGE, mapped_at_creation: true });
         {
             let mut view = buffer.slice(..data.len() as u64).get_mapped_range_mut().map_err(|e| BackendError::Device(format!("{what}: {e}")))?;
@@ -121,8 +141,10 @@ impl Pool {
             if free.bytes + size <= MAX_FREE_BYTES {
                 free.bytes += size;
                 free.by_size.entry(size).or_default().push(buffer);
+                return;
             }
         }
+        self.released.fetch_add(1, Ordering::Relaxed);
     }
 }
 
