@@ -202,7 +202,7 @@ def main():
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     ap.add_argument("--workers", type=int, default=0, help="processes that augment and pad batches")
-    ap.add_argument("--data", default="asr_train", help="cache prefix under training/data/")
+    ap.add_argument("--data", default="asr_train", help="cache prefixes under training/data/, comma-separated")
     ap.add_argument("--eval-every", type=float, default=600, help="seconds between dev evaluations")
     ap.add_argument("--init", default="", help="state dict whose sew_d.* (encoder) weights start the model, "
                     "e.g. the keyword spotter training/data/kws_run/model.pt")
@@ -239,13 +239,18 @@ def main():
             print(f"step 8x3s {time.time() - t:.2f}s", flush=True)
         return
 
-    clips, meta = load_cache(a.data)
-    texts = [m["text"] for m in meta]
-    dev_idx = list(range(len(clips) - a.n_dev, len(clips)))
-    dev_rng = np.random.default_rng(7)
-    dev_clips = [C.augment(dev_rng, clips[i]) for i in dev_idx]
-    dev_texts = [texts[i] for i in dev_idx]
-    clips, texts = clips[: -a.n_dev], texts[: -a.n_dev]
+    dev_clips, dev_texts = [], []
+    # The dev clips are the last n_dev of the first cache, so adding caches keeps the dev set.
+    clips, texts = [], []
+    for prefix in a.data.split(","):
+        c, meta = load_cache(prefix)
+        clips += c
+        texts += [m["text"] for m in meta]
+        if not dev_texts:
+            dev_rng = np.random.default_rng(7)
+            dev_clips = [C.augment(dev_rng, x) for x in clips[-a.n_dev:]]
+            dev_texts = texts[-a.n_dev:]
+            clips, texts = clips[: -a.n_dev], texts[: -a.n_dev]
     labels = [encode(t) for t in texts]
     print(f"train clips {len(clips)}, {sum(map(len, clips)) / C.SR / 3600:.2f} h", flush=True)
 
