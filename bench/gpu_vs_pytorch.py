@@ -473,6 +473,10 @@ def markdown(args, results, clips):
                                                       for n, row in results["clips"][c["name"]]["rows"].items()
                                                       if row.get("perf_counter_median_ms") is not None)
                  for c in clips))
+    recs = [(c["audio_s"], results["clips"][c["name"]]["rows"].get(WGPU, {}).get("sewd_json", {}).get("record_ms")) for c in clips]
+    if any(r is not None for _, r in recs):
+        L.append("Of the wgpu pass, the host's time to record it (`record_ms`, median): "
+                 + "; ".join(f"{a:.2f} s {r:.2f} ms" for a, r in recs if r is not None) + ".")
     bad16 = [c["audio_s"] for c in clips if results["clips"][c["name"]].get("fp16_logits_finite") is False]
     if bad16:
         L.append("")
