@@ -136,9 +136,10 @@ fn bench_gpu_profile_adds_a_kernel_table_line() {
     let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     let mut keys: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["audio_s", "backend", "median_ms", "rtf"]);
+    assert_eq!(keys, ["audio_s", "backend", "median_ms", "record_ms", "rtf"]);
     assert_eq!(first["backend"], "gpu");
-    assert!(first["median_ms"].as_f64().unwrap() > 0.0);
+    let (median, record) = (first["median_ms"].as_f64().unwrap(), first["record_ms"].as_f64().unwrap());
+    assert!(median > 0.0 && record > 0.0 && record <= median, "{first}");
 
     let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
     let rows = v["profile"].as_array().unwrap();
