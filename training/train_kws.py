@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import common as C  # noqa: E402
 from make_data import KEYWORDS, place  # noqa: E402
-from train_asr import DATA, asr_config, batch_stream, collate, cpu_state, load_cache, worker_pool  # noqa: E402
+from train_asr import DATA, as_float, asr_config, batch_stream, collate, cpu_state, load_cache, worker_pool  # noqa: E402
 
 LABELS = KEYWORDS + ["_unknown_", "_silence_"]
 
@@ -56,7 +56,7 @@ def make_batch(job):
         if i < 0:
             x = silence(rng)
         else:
-            x = C.augment(rng, place(rng, _WORK["clips"][i][: C.SR]), p_speed=0.0)
+            x = C.augment(rng, place(rng, as_float(_WORK["clips"][i][: C.SR])), p_speed=0.0)
             if len(x) != C.SR:
                 x = np.pad(x, (0, max(0, C.SR - len(x))))[: C.SR]
         xs.append(x)
