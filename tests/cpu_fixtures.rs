@@ -40,3 +40,11 @@ fn relative_positions_match_transformers_exactly() {
         }
     }
 }
+
+/// The comparison every fixture test relies on must not lose a NaN to a
+/// later finite element.
+#[test]
+#[should_panic(expected = "NaN")]
+fn assert_close_fails_on_a_nan_before_finite_values() {
+    common::assert_close("nan", &[0.0, f32::NAN, 1.0], &[0.0, 0.5, 1.0], &[3], &[3], 1e-4);
+}

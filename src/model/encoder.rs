@@ -50,7 +50,7 @@ impl<B: Backend> Encoder<B> {
             stride: cfg.squeeze_factor,
             padding: k / 2,
             groups,
-            trim_end: usize::from(k % 2 == 0),
+            trim_end: usize::from(k.is_multiple_of(2)),
         };
         let pos_w = w.weight_normed_conv("encoder.pos_conv_embed.conv", &[h, h / groups, k])?;
         let pos_conv = backend.prepare_conv(&pos_w, &pos_conv_spec)?;

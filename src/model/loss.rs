@@ -1,6 +1,8 @@
 //! Losses as transformers computes them from the logits: CTC (`SEWDForCTC`)
 //! and cross-entropy (`SEWDForSequenceClassification`).
 
+use crate::config::SewdConfig;
+
 /// log_softmax of one row, in f64.
 fn log_softmax(row: &[f32]) -> Vec<f64> {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
@@ -54,28 +56,22 @@ pub fn ctc_nll(logits: &[f32], vocab: usize, frames: usize, target: &[u32], blan
     -end
 }
 
-/// transformers' CTC loss for a batch: `reduction` "mean" divides each item by
-/// its target length (at least 1) and averages; "sum" adds. `zero_infinity`
-/// turns impossible alignments into 0.
-pub fn ctc_loss(
-    logits: &[f32],
-    batch: usize,
-    frames: usize,
-    vocab: usize,
-    input_lengths: &[usize],
-    targets: &[Vec<u32>],
-    blank: u32,
-    reduction: &str,
-    zero_infinity: bool,
-) -> f64 {
+/// transformers' CTC loss for a batch of `[targets.len(), frames, vocab]`
+/// logits, as `SEWDForCTC` computes it from `config`: the blank is
+/// `pad_token_id`; `ctc_loss_reduction` "mean" divides each item by its target
+/// length (at least 1) and averages, "sum" adds; `ctc_zero_infinity` turns
+/// impossible alignments into 0.
+pub fn ctc_loss(logits: &[f32], frames: usize, vocab: usize, input_lengths: &[usize], targets: &[Vec<u32>], config: &SewdConfig) -> f64 {
+    let batch = targets.len();
+    let blank = config.pad_token_id.unwrap_or(0);
     let per_item: Vec<f64> = (0..batch)
         .map(|b| {
             let item = &logits[b * frames * vocab..(b + 1) * frames * vocab];
             let nll = ctc_nll(item, vocab, input_lengths[b].min(frames), &targets[b], blank);
-            if zero_infinity && nll.is_infinite() { 0.0 } else { nll }
+            if config.ctc_zero_infinity && nll.is_infinite() { 0.0 } else { nll }
         })
         .collect();
-    match reduction {
+    match config.ctc_loss_reduction.as_str() {
         "sum" => per_item.iter().sum(),
         _ => per_item.iter().zip(targets).map(|(l, t)| l / t.len().max(1) as f64).sum::<f64>() / batch.max(1) as f64,
     }

@@ -185,7 +185,7 @@ impl<B: Backend> SewdModel<B> {
     pub fn forward(&self, backend: &B, input: &Input, opts: Options) -> Result<Output<B::Tensor>, ModelError> {
         let cfg = &self.config;
         let batch = input.batch;
-        if batch == 0 || input.samples.len() % batch != 0 {
+        if batch == 0 || !input.samples.len().is_multiple_of(batch) {
             return Err(ModelError::Input(format!("{} samples do not split into a batch of {batch}", input.samples.len())));
         }
         let len = input.samples.len() / batch;

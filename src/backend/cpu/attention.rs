@@ -20,10 +20,10 @@ pub struct Output {
     pub probs: Option<Vec<f32>>,
 }
 
-/// `qkv`: `[B, T, 3·H·D]`; `pos_key`/`pos_query`: `[2·span, H·D]`.
+/// `qkv`: `[B, T, 3·H·D]` with `B = lengths.len()` (each item's valid
+/// length); `pos_key`/`pos_query`: `[2·span, H·D]`.
 pub fn attention(
     qkv: &[f32],
-    batch: usize,
     len: usize,
     pos_key: Option<&[f32]>,
     pos_query: Option<&[f32]>,
@@ -31,6 +31,7 @@ pub fn attention(
     spec: &AttentionSpec,
     want_probs: bool,
 ) -> Output {
+    let batch = lengths.len();
     let (h, d) = (spec.heads, spec.head_dim);
     let hd = h * d;
     let scale = spec.scale();

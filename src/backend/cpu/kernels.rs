@@ -55,7 +55,7 @@ fn activate_one(x: f32, act: Activation) -> f32 {
     match act {
         Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
         Activation::GeluTanh => {
-            const C: f32 = 0.797_884_56; // sqrt(2/pi)
+            const C: f32 = 0.797_884_6; // sqrt(2/pi)
             0.5 * x * (1.0 + tanh(C * (x + 0.044_715 * x * x * x)))
         }
         Activation::Relu => x.max(0.0),

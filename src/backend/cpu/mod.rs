@@ -280,7 +280,7 @@ impl Backend for Cpu {
                 }
             }
         }
-        let out = attention::attention(&qkv.data, batch, len, pos_key.map(|p| &p.data[..]), pos_query.map(|p| &p.data[..]), lengths, spec, want_probs);
+        let out = attention::attention(&qkv.data, len, pos_key.map(|p| &p.data[..]), pos_query.map(|p| &p.data[..]), lengths, spec, want_probs);
         let probs = out.probs.map(|p| CpuTensor::new(vec![batch, spec.heads, len, len], p));
         Ok((CpuTensor::new(vec![batch, len, hd], out.context), probs))
     }

@@ -361,7 +361,7 @@ impl Recorder {
         groups: [u32; 3],
     ) -> Result<(), BackendError> {
         debug_assert_eq!(buffers.len(), k.bindings.len(), "{}::{}", k.file, k.entry);
-        debug_assert!(params.len() as u64 <= SLOT && params.len() % 16 == 0);
+        debug_assert!(params.len() as u64 <= SLOT && params.len().is_multiple_of(16));
         if groups.contains(&0) {
             return Ok(());
         }

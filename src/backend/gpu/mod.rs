@@ -326,15 +326,15 @@ impl Gpu {
         let (kernel, m_tile) = if n_tiles * m_tiles * batches < MATMUL_SMALL_GRID { (&MATMUL_32, 32) } else { (&MATMUL, 64) };
         let g = self.groups([n_tiles, (p.m as usize).div_ceil(m_tile), batches], "matmul")?;
         let mut p = *p;
-        let x4 = |v: u32| v % 4 == 0;
+        let x4 = |v: u32| v.is_multiple_of(4);
         // The vec4 views end at the last whole 16 bytes; pool buffers are
         // whole multiples of 16, so this only guards against other buffers.
-        let a_rows = x4(p.a_off) && x4(p.a_item) && x4(p.a_sb) && x4(p.a_sh) && x4(p.k) && a.size() % 16 == 0;
+        let a_rows = x4(p.a_off) && x4(p.a_item) && x4(p.a_sb) && x4(p.a_sh) && x4(p.k) && a.size().is_multiple_of(16);
         // a_mode 1: with cv_cin_g a multiple of 4, the 4 k values share one
         // input position and are contiguous within it.
         let a_within = if p.a_mode == 0 { x4(p.lda) } else { x4(p.cv_cin) && x4(p.cv_cin_g) };
         p.a_vec4 = (a_rows && a_within) as u32;
-        let b_base = x4(p.b_off) && x4(p.b_sb) && x4(p.b_sh) && b.size() % 16 == 0;
+        let b_base = x4(p.b_off) && x4(p.b_sb) && x4(p.b_sh) && b.size().is_multiple_of(16);
         let b_within = if p.b_sn == 1 { x4(p.b_sk) && x4(p.n) } else { p.b_sk == 1 && x4(p.b_sn) && x4(p.k) };
         p.b_vec4 = (b_base && b_within) as u32;
         self.run(kernel, &p, &[a, b, bias.unwrap_or(&self.dummy), c, a, b], g)
@@ -517,7 +517,7 @@ impl Backend for Gpu {
                 return Err(shape_err("layer_norm", format!("residual {:?} vs input {:?}", r.shape, x.shape)));
             }
         }
-        let rows = if c == 0 { 0 } else { x.numel() / c };
+        let rows = x.numel().checked_div(c).unwrap_or(0);
         let out = self.alloc(x.shape.clone(), "layer_norm")?;
         let p = LayerNormParams { rows: u32_of(rows, "rows")?, c: c as u32, has_residual: residual.is_some() as u32, eps };
         let r = residual.map_or(&self.dummy, GpuTensor::buffer);
@@ -664,7 +664,7 @@ impl Backend for Gpu {
         // `main` keeps a query row and its context in 16 vec4 registers and
         // reads qkv as vec4s: head sizes up to 64 in whole vec4s. Larger head
         // sizes, or ones not a multiple of 4, take `wide`.
-        let vec4_rows = d <= 64 && d % 4 == 0 && qkv.buffer().size() % 16 == 0;
+        let vec4_rows = d <= 64 && d.is_multiple_of(4) && qkv.buffer().size().is_multiple_of(16);
         for (b, &valid) in lengths.iter().enumerate() {
             let p = AttentionParams {
                 t: u32_of(len, "frames")?,
