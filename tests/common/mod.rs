@@ -18,31 +18,11 @@ pub fn read_npy(path: &Path) -> sewd::npy::NpyArray {
     sewd::npy::from_bytes(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Max abs error over max abs reference value; panics naming the worst index.
+mod close;
+
+/// [`close::assert_close`], printing the relative error.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], got_shape: &[usize], want_shape: &[usize], tol: f32) {
-    assert_eq!(got_shape, want_shape, "{what}: shape");
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let (mut worst, mut at) = (0f32, 0usize);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let e = (g - w).abs();
-        if e.is_nan() {
-            // the first NaN is the answer: a later finite error must not replace it
-            (worst, at) = (f32::NAN, i);
-            break;
-        }
-        if e > worst {
-            worst = e;
-            at = i;
-        }
-    }
-    let rel = worst / scale;
-    assert!(
-        rel <= tol,
-        "{what}: max abs error {worst:.3e} / max abs {scale:.3e} = {rel:.3e} > {tol:.0e} at flat index {at} (got {}, want {})",
-        got[at],
-        want[at]
-    );
+    let rel = close::assert_close(what, got, want, got_shape, want_shape, tol);
     eprintln!("{what}: rel error {rel:.2e}");
 }
 

@@ -146,21 +146,12 @@ pub async fn load_case(tag: &str, case: &str, backend: &str) -> Recognizer {
     load(&url(&format!("/m/{tag}/{case}/")), opts).await.unwrap_or_else(|e| panic!("{case} on {backend}: {e}"))
 }
 
-/// Max abs error over max abs reference value, panicking past `tol` with the worst index.
+#[path = "../common/close.rs"]
+mod close;
+
+/// [`close::assert_close`], logging the relative error to the console.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], got_shape: &[usize], want_shape: &[usize], tol: f32) -> f32 {
-    assert_eq!(got_shape, want_shape, "{what}: shape");
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let (mut worst, mut at) = (0f32, 0usize);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let e = (g - w).abs();
-        if !(e <= worst) {
-            worst = e;
-            at = i;
-        }
-    }
-    let rel = worst / scale;
-    assert!(rel <= tol, "{what}: max abs error {worst:.3e} / max abs {scale:.3e} = {rel:.3e} > {tol:.0e} at flat index {at} (got {}, want {})", got[at], want[at]);
+    let rel = close::assert_close(what, got, want, got_shape, want_shape, tol);
     web_sys::console::log_1(&format!("{what}: rel error {rel:.2e}").into());
     rel
 }
