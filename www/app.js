@@ -77,6 +77,12 @@ worker.onmessage = (e) => {
     else p.resolve(m.result);
     return;
   }
+  if (m.session !== undefined && m.session !== activeSession[m.mode]) {
+    // A late event of a microphone session the user has already replaced.
+    const stale = document.body.dataset.staleEvents;
+    document.body.dataset.staleEvents = stale ? `${stale} ${m.type}` : m.type;
+    return;
+  }
   switch (m.type) {
     case "progress": return onProgress(m);
     case "partial": return transcript.partial(m.text);
@@ -276,9 +282,24 @@ $("clear-button").onclick = () => transcript.clear();
 
 // ---------------------------------------------------------------- microphone
 
-let recorder = null; // { ctx, node, stream, mode }
+let recorder = null; // { ctx, node, stream, mode, id }: one microphone, either tab
+let sessionCount = 0;
+// Per mode, the session whose events the page shows (see worker.onmessage).
+const activeSession = { asr: 0, kws: 0 };
+
+function assertMicFree() {
+  if (recorder) {
+    throw new Error(recorder.mode === "kws"
+      ? "The microphone is busy with a keyword recording; try again when it ends."
+      : "The microphone is streaming to the Speech tab; stop it there first.");
+  }
+}
 
 async function startMic(mode) {
+  assertMicFree();
+  // From this click on, events of the mode's previous session are stale.
+  const id = ++sessionCount;
+  activeSession[mode] = id;
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new Error(window.isSecureContext ? "this browser has no microphone API" : "the microphone needs https or localhost");
   }
@@ -304,13 +325,14 @@ async function startMic(mode) {
     const node = new AudioWorkletNode(ctx, "sewd-capture", { numberOfInputs: 1, numberOfOutputs: 0, processorOptions: { chunkMs: 100 } });
     const channel = new MessageChannel();
     node.port.postMessage({ type: "sink", port: channel.port1 }, [channel.port1]);
-    await call("startStream", { port: channel.port2, mode }, [channel.port2]);
+    await call("startStream", { port: channel.port2, mode, session: id }, [channel.port2]);
+    node.onprocessorerror = () => showMessage("error", "The audio capture stopped with an error; press Stop, then Start again.", "mic");
     node.port.onmessage = (e) => {
       if (e.data.type === "level") showLevel(e.data.rms, e.data.peak);
     };
     source.connect(node);
     await ctx.resume();
-    recorder = { ctx, node, stream, mode, startedAt: performance.now() };
+    recorder = { ctx, node, stream, mode, id, startedAt: performance.now() };
   } catch (err) {
     stream.getTracks().forEach((t) => t.stop());
     ctx.close();
@@ -323,11 +345,12 @@ async function stopMic() {
   if (!r) return;
   recorder = null;
   const flushed = new Promise((resolve) => {
-    r.node.port.onmessage = (e) => e.data.type === "flushed" && resolve();
-    setTimeout(resolve, 1000);
+    r.node.port.onmessage = (e) => e.data.type === "flushed" && resolve(true);
+    setTimeout(() => resolve(false), 1000);
   });
   r.node.port.postMessage({ type: "flush" });
-  await flushed;
+  // A worklet that never answers never sent the worker its end marker either.
+  if (!(await flushed)) await call("endStream", { session: r.id });
   r.stream.getTracks().forEach((t) => t.stop());
   await r.ctx.close();
   showLevel(0, 0);
@@ -352,11 +375,12 @@ $("mic-button").onclick = async () => {
   const btn = $("mic-button");
   btn.disabled = true;
   try {
-    if (recorder) {
+    if (recorder?.mode === "asr") {
       setStatus("Finishing…");
       micButton(btn, false, "Start microphone");
       await stopMic();
     } else {
+      assertMicFree();
       clearMessage("mic");
       clearMessage("stream");
       transcript.clear();
@@ -394,7 +418,7 @@ async function onStreamEnd(m) {
   }
   if (m.rtf != null) showRtf(m.rtf);
   setStatus(`Done: ${m.seconds.toFixed(1)} s of audio.`);
-  const rec = await call("recording");
+  const rec = await call("recording", { session: m.session });
   if (rec && rec.samples.length) {
     if (lastRecordingUrl) URL.revokeObjectURL(lastRecordingUrl);
     lastRecordingUrl = URL.createObjectURL(encodeWav(rec.samples, rec.sampleRate));
@@ -467,7 +491,8 @@ $("kws-record").onclick = async () => {
     clearMessage("mic");
     await startMic("kws");
     micButton(btn, true, "Listening…");
-    setTimeout(() => stopMic(), 2000);
+    const mine = recorder;
+    setTimeout(() => recorder === mine && stopMic(), 2000);
   } catch (err) {
     btn.disabled = false;
     showMessage("error", err.message, "mic");

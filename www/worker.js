@@ -1,6 +1,7 @@
 // The model worker: every Recognizer call runs here, so the page never blocks.
 //
-// Messages from the page carry `{ id, type, ... }` and get one reply
+// Messages from the page carry `{ id, type, ... }` (`id` is the request's;
+// a microphone session's id travels as `session`) and get one reply
 // `{ id, type: "done", result }` or `{ id, type: "error", message }`;
 // progress, partial text and timings arrive as events without an id.
 // Microphone audio comes from the capture worklet on a port of its own
@@ -9,7 +10,33 @@
 const PKG = new URL("../pkg/sewd.js", import.meta.url).href;
 let sewd = null;
 const models = { asr: null, kws: null }; // slot -> Recognizer
-let mic = null; // the live microphone session, see startStream
+let mic = null; // the latest microphone session, see startStream
+
+// A Recognizer is borrowed by Rust while one of its async calls runs, and
+// free() then throws (and leaves the handle dead). A model replaced during a
+// call is freed when its last call ends.
+const inUse = new Map(); // Recognizer -> calls in flight
+const retired = new Set();
+
+async function using(rec, call) {
+  inUse.set(rec, (inUse.get(rec) || 0) + 1);
+  try {
+    return await call(rec);
+  } finally {
+    const left = inUse.get(rec) - 1;
+    if (left > 0) inUse.set(rec, left);
+    else {
+      inUse.delete(rec);
+      if (retired.delete(rec)) rec.free?.();
+    }
+  }
+}
+
+function retire(rec) {
+  if (!rec) return;
+  if (inUse.has(rec)) retired.add(rec);
+  else rec.free?.();
+}
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 
@@ -88,8 +115,9 @@ async function load({ slot, source, backend }) {
   } else {
     rec = await Recognizer.load(source.ref, options);
   }
-  models[slot]?.free?.();
+  const old = models[slot];
   models[slot] = rec;
+  retire(old);
   return { backend: rec.backend, gpu };
 }
 
@@ -106,7 +134,7 @@ function plain(words) {
 async function transcribe({ samples, sampleRate }) {
   const rec = need("asr");
   const t0 = performance.now();
-  const r = await rec.transcribe(samples, sampleRate);
+  const r = await using(rec, () => rec.transcribe(samples, sampleRate));
   const ms = performance.now() - t0;
   const seconds = samples.length / sampleRate;
   return { text: r.text, words: plain(r.words), ms, seconds, rtf: ms / 1000 / seconds };
@@ -115,7 +143,7 @@ async function transcribe({ samples, sampleRate }) {
 async function classify({ samples, sampleRate }) {
   const rec = need("kws");
   const t0 = performance.now();
-  const r = await rec.classify(samples, sampleRate);
+  const r = await using(rec, () => rec.classify(samples, sampleRate));
   let scores = r.scores;
   if (scores && !Array.isArray(scores)) scores = Object.entries(scores instanceof Map ? Object.fromEntries(scores) : scores);
   scores = Array.from(scores || [], (s) => (Array.isArray(s) ? { label: s[0], score: s[1] } : { label: s.label, score: s.score }));
@@ -126,13 +154,17 @@ async function classify({ samples, sampleRate }) {
 // as a WAV download and tests can check the capture path.
 const MAX_KEEP_S = 600;
 
+// Every event of a session carries its id and mode, so the page can drop
+// the late events of a session it has already replaced with a new one.
+//
 // Timing: push() only buffers; the stream runs one model window per hop in
 // the background and reports each through onPartial. A window's latency is
 // the time from the push that made it ready (or the previous window's end,
 // when windows queue up) to its update.
-function startStream({ port, mode }) {
+function startStream({ port, mode, session: id }) {
   const rec = need(mode === "kws" ? "kws" : "asr");
   const session = {
+    id,
     mode,
     port,
     chunks: [],
@@ -144,11 +176,14 @@ function startStream({ port, mode }) {
     lastUpdate: 0,
     stream: null,
     failed: null,
+    ended: false,
   };
+  const send = (msg) => post({ ...msg, session: id, mode });
+  session.send = send;
   const fail = (err) => {
     if (session.failed) return;
     session.failed = err;
-    post({ type: "stream-error", message: err?.message || String(err) });
+    send({ type: "stream-error", message: err?.message || String(err) });
   };
   if (mode !== "kws") {
     session.stream = rec.stream({
@@ -157,15 +192,15 @@ function startStream({ port, mode }) {
         const ms = now - Math.max(session.lastPush, session.lastUpdate);
         session.lastUpdate = now;
         session.busyMs += ms;
-        post({ type: "partial", text });
-        post({
+        send({ type: "partial", text });
+        send({
           type: "hop",
           ms,
           rtf: session.audioSeconds ? session.busyMs / 1000 / session.audioSeconds : null,
           lag: session.stream ? session.stream.received - session.stream.committed : null,
         });
       },
-      onFinal: (text, words) => post({ type: "final", text, words: plain(words) }),
+      onFinal: (text, words) => send({ type: "final", text, words: plain(words) }),
       onError: fail,
     });
   }
@@ -204,34 +239,32 @@ function recording(session) {
   return all;
 }
 
+// Ends a session once, whoever asks first (the worklet's end marker, or the
+// page when the worklet never answered), and always reports "stream-end".
 async function endStream(session) {
+  if (session.ended) return;
+  session.ended = true;
   session.port.onmessage = null;
   session.port.close();
   const samples = recording(session);
   session.recording = samples;
-  if (session.mode === "kws") {
-    const result = samples.length ? await classify({ samples, sampleRate: session.sampleRate }) : null;
-    post({ type: "stream-end", mode: "kws", result, seconds: samples.length / (session.sampleRate || 1) });
-    return;
-  }
-  let result = null;
-  if (!session.failed) {
-    try {
+  session.chunks = null;
+  const end = { type: "stream-end", result: null, seconds: samples.length / (session.sampleRate || 1) };
+  try {
+    if (session.mode === "kws") {
+      if (samples.length) end.result = await classify({ samples, sampleRate: session.sampleRate });
+    } else if (!session.failed) {
       session.lastPush = performance.now();
       const r = await session.stream.finish();
-      result = { text: r.text, words: plain(r.words) };
-    } catch (err) {
-      post({ type: "stream-error", message: err?.message || String(err) });
+      end.result = { text: r.text, words: plain(r.words) };
     }
+  } catch (err) {
+    session.send({ type: "stream-error", message: err?.message || String(err) });
+  } finally {
+    session.stream?.free?.();
+    if (session.mode !== "kws") end.rtf = session.audioSeconds ? session.busyMs / 1000 / session.audioSeconds : null;
+    session.send(end);
   }
-  session.stream.free?.();
-  post({
-    type: "stream-end",
-    mode: "asr",
-    result,
-    seconds: samples.length / (session.sampleRate || 1),
-    rtf: session.audioSeconds ? session.busyMs / 1000 / session.audioSeconds : null,
-  });
 }
 
 const handlers = {
@@ -239,9 +272,15 @@ const handlers = {
   transcribe,
   classify,
   startStream,
-  // The last microphone recording, for the WAV download and the page test.
-  recording: () => {
-    if (!mic?.recording) return null;
+  // The page's fallback when the worklet never delivered its end marker.
+  endStream: ({ session }) => {
+    if (mic && mic.id === session) endStream(mic);
+    return { ok: true };
+  },
+  // The last microphone recording (of `session` when given), for the WAV
+  // download and the page test.
+  recording: ({ session }) => {
+    if (!mic?.recording || (session !== undefined && mic.id !== session)) return null;
     return { samples: mic.recording.slice(), sampleRate: mic.sampleRate };
   },
 };

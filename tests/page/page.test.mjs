@@ -10,7 +10,11 @@
 //   through the AudioWorklet into the worker's stream) captures the clip and
 //   streams a transcript close to what the CLI prints for the very audio the
 //   page captured. The fake device starts anywhere in its loop and streaming
-//   sees limited context, so that comparison is by character error rate.
+//   sees limited context, so that comparison is by character error rate;
+// * the page's own races: a microphone session restarted while the previous
+//   one still finishes, the one microphone shared by both tabs, a keyword
+//   recording whose classification fails, and a model loaded while a
+//   transcription holds the previous one.
 //
 // Model and clip: the random-weight fixture model, whose gibberish is still
 // deterministic, until the bundled model (models/sewd-demo-en) reaches its
@@ -312,6 +316,92 @@ test("microphone: captures the clip and streams a transcript", async () => {
       // The clip's own text must show up in what was heard.
       assert.ok(cer(expected, offline) <= MIC_CER_TRAINED || offline.includes(expected.slice(0, 10)), `clip text not heard: ${offline}`);
     }
+  } finally {
+    await close();
+  }
+});
+
+test("microphone: a session restarted at once ignores the late events of the one before", async () => {
+  const { page, log, close } = await launch();
+  try {
+    // SwiftShader's WebGPU takes seconds per window, so the first session is
+    // still finishing when the second starts.
+    await openDemo(page, "&backend=webgpu");
+    const mic = page.getByTestId("mic-button");
+    const status = () => page.getByTestId("status").textContent();
+    await mic.click();
+    await page.waitForFunction(() => /Listening/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 20_000 });
+    await page.waitForTimeout(1500);
+    await mic.click(); // stop
+    await page.waitForFunction(() => !document.querySelector('[data-testid="mic-button"]').disabled, null, { timeout: 20_000 });
+    await mic.click(); // start again at once
+    await page.waitForFunction(() => /Listening/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 20_000 });
+    // The first session's stream-end arrives while the second one listens.
+    await page.waitForFunction(() => /stream-end/.test(document.body.dataset.staleEvents || ""), null, { timeout: 120_000 });
+    assert.match(await status(), /Listening/, log.join("\n"));
+    assert.equal(await page.evaluate(() => document.body.dataset.streamDone), undefined, "the old session's end was shown");
+    assert.equal((await mic.locator(".label").textContent()).trim(), "Stop");
+    await mic.click();
+    await page.waitForFunction(() => document.body.dataset.streamDone === "1", null, { timeout: 120_000 });
+    assert.match(await status(), /^Done/, log.join("\n"));
+    assert.equal(await page.locator("#messages .message.error").count(), 0, await page.locator("#messages").textContent());
+  } finally {
+    await close();
+  }
+});
+
+test("microphone: one at a time across the Speech and Keywords tabs", async () => {
+  const { page, log, close } = await launch();
+  try {
+    await openDemo(page, "&backend=cpu");
+    const mic = page.getByTestId("mic-button");
+    await mic.click();
+    await page.waitForFunction(() => /Listening/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 20_000 });
+    await page.locator("#tab-kws").click();
+    await page.waitForFunction(() => !document.querySelector("#kws-record").disabled, null, { timeout: 60_000 });
+    await page.locator("#kws-record").click();
+    await page.waitForFunction(() => /streaming to the Speech tab/.test(document.querySelector("#messages").textContent), null, { timeout: 10_000 });
+    await page.locator("#tab-asr").click();
+    await page.waitForTimeout(1000);
+    await mic.click(); // the speech session is still the one that stops
+    await page.waitForFunction(() => document.body.dataset.streamDone === "1", null, { timeout: 60_000 });
+    assert.ok((await page.getByTestId("transcript").textContent()).trim().length > 0, log.join("\n"));
+    assert.equal((await mic.locator(".label").textContent()).trim(), "Start microphone");
+  } finally {
+    await close();
+  }
+});
+
+test("keywords: a recording the model cannot classify reports the error on the page", async () => {
+  const { page, log, close } = await launch();
+  try {
+    // A CTC model in the keyword slot: classify rejects it.
+    await openDemo(page, `&backend=cpu&kws=${encodeURIComponent(MODEL.url)}`);
+    await page.locator("#tab-kws").click();
+    await page.waitForFunction(() => !document.querySelector("#kws-record").disabled, null, { timeout: 60_000 });
+    await page.locator("#kws-record").click();
+    await page.waitForFunction(() => /Recognition failed/.test(document.querySelector("#messages").textContent), null, { timeout: 30_000 });
+    await page.waitForFunction(() => /Record 2 s/.test(document.querySelector("#kws-record").textContent), null, { timeout: 10_000 });
+    assert.match(await page.locator("#messages").textContent(), /classif/i, log.join("\n"));
+  } finally {
+    await close();
+  }
+});
+
+test("loading a model while a WebGPU transcription runs keeps both working", async () => {
+  const { page, log, close } = await launch();
+  try {
+    await openDemo(page, "&backend=webgpu");
+    await page.getByTestId("file-input").setInputFiles(MODEL.clip);
+    await page.waitForFunction(() => /Transcribing/.test(document.querySelector("#file-text").textContent), null, { timeout: 20_000 });
+    await page.locator("#load-button").click(); // the same model again, mid-transcription
+    await page.waitForFunction(() => document.body.dataset.fileDone === "1", null, { timeout: 120_000 });
+    assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
+    await page.waitForFunction(() => !document.querySelector("#load-button").disabled, null, { timeout: 120_000 });
+    assert.equal(await page.locator("#messages .message.error").count(), 0, await page.locator("#messages").textContent());
+    await page.getByTestId("file-input").setInputFiles(MODEL.clip);
+    await page.waitForFunction(() => document.body.dataset.fileDone === "2", null, { timeout: 120_000 });
+    assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
   } finally {
     await close();
   }
