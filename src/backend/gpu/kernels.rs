@@ -343,7 +343,8 @@ impl Recorder {
     }
 
     /// Forgets the cached bind groups once the pool has let buffers go, so
-    /// the cache never keeps a released buffer alive.
+    /// the cache keeps a released buffer alive only until the next dispatch
+    /// (memory a pass allocated anyway; it does not accumulate across passes).
     pub fn forget_bind_groups_after(&mut self, pool_released: u64) {
         if pool_released != self.pool_released {
             self.bind_groups.clear();

@@ -64,6 +64,13 @@ impl std::fmt::Debug for GpuTensor {
     }
 }
 
+/// The wgpu backend: one device and queue, a buffer pool, and a recorder
+/// that batches dispatches until something is read back.
+///
+/// Device errors are sticky: after the first one (out of memory, a lost
+/// device) every later call returns it, because buffers the failed work
+/// touched may be invalid and would be recycled by the pool. Open a new
+/// `Gpu` to go on (the browser API falls back to the CPU instead).
 pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -277,8 +284,14 @@ impl Gpu {
         Ok(TensorData { shape: rb.shape, data })
     }
 
+    /// In u64 with overflow checks: on wasm32 a `usize` product such as
+    /// heads·T·T wraps at 2³², which would pass the size check with a tiny
+    /// buffer. Any tensor that fits a binding has a `numel` that fits `usize`.
     fn alloc(&self, shape: Vec<usize>, what: &'static str) -> Result<GpuTensor, BackendError> {
-        let bytes = shape.iter().product::<usize>() as u64 * 4;
+        let bytes = shape
+            .iter()
+            .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
+            .ok_or_else(|| BackendError::Device(format!("{what} {shape:?}: the size overflows 64 bits")))?;
         Ok(GpuTensor { buf: self.pool.take(bytes, what)?, shape })
     }
 
