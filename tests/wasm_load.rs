@@ -136,4 +136,30 @@ async fn second_load_comes_from_the_cache() {
     let n = count(prefix).await;
     assert!(load(&model, obj(&[("backend", "cpu".into())])).await.is_err());
     assert!(count(prefix).await > n, "a bad download must not be served from the cache");
+
+    // Cached files count only as a whole: a stray entry such as a load that
+    // stopped halfway through storing leaves (here a config.json that does
+    // not parse) is ignored, and the load downloads everything.
+    let prefix = "/m/cache-partial/";
+    let model = url("/m/cache-partial/ctc_group_both_shared/");
+    put_in_cache(&format!("{model}config.json"), "not json").await;
+    let n = count(prefix).await;
+    load(&model, obj(&[("backend", "cpu".into())])).await.unwrap_or_else(|e| panic!("a partial cache entry was used: {e}"));
+    let n1 = count(prefix).await;
+    assert!(n1 > n, "the load should have downloaded");
+    load(&model, obj(&[("backend", "cpu".into())])).await.unwrap();
+    assert_eq!(count(prefix).await, n1, "after a complete load the cache serves every file");
+
+    // clearCache empties it: the next load downloads again.
+    assert!(sewd::wasm::Recognizer::clear_cache().await.unwrap(), "there was a cache to clear");
+    load(&model, obj(&[("backend", "cpu".into())])).await.unwrap();
+    assert!(count(prefix).await > n1, "a load after clearCache should download");
+}
+
+async fn put_in_cache(url: &str, body: &str) {
+    use wasm_bindgen::JsCast;
+    let caches = web_sys::window().unwrap().caches().unwrap();
+    let cache: web_sys::Cache = wasm_bindgen_futures::JsFuture::from(caches.open("sewd-models-v1")).await.unwrap().dyn_into().unwrap();
+    let resp = web_sys::Response::new_with_opt_str(Some(body)).unwrap();
+    wasm_bindgen_futures::JsFuture::from(cache.put_with_str(url, &resp)).await.unwrap();
 }

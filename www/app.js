@@ -556,6 +556,14 @@ function showPickerInputs() {
 }
 $("model-select").onchange = showPickerInputs;
 $("model-folder").onchange = () => $("load-button").click();
+$("clear-cache").onclick = async () => {
+  try {
+    const had = await call("clearCache");
+    setStatus(had ? "Forgot the downloaded models: the next load downloads again." : "No downloaded models were kept.");
+  } catch (err) {
+    showMessage("error", `Could not clear the model cache: ${err.message}`, "cache");
+  }
+};
 $("load-button").onclick = () => {
   let source;
   try {

@@ -272,6 +272,7 @@ const handlers = {
   transcribe,
   classify,
   startStream,
+  clearCache: async () => (await api()).Recognizer.clearCache(),
   // The page's fallback when the worklet never delivered its end marker.
   endStream: ({ session }) => {
     if (mic && mic.id === session) endStream(mic);

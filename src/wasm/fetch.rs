@@ -10,6 +10,9 @@ use web_sys::{Cache, CacheStorage, ReadableStreamDefaultReader, Response, Respon
 
 /// Name of the Cache API cache holding model files.
 pub const CACHE_NAME: &str = "sewd-models-v1";
+/// Stored after every file of a load, so a model's cached files are used
+/// only as a whole: never some from one revision and the rest from another.
+pub const COMPLETE_MARKER: &str = ".sewd-cache-complete";
 /// Default hub endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
@@ -234,9 +237,28 @@ fn has_content_encoding(resp: &Response) -> bool {
     resp.headers().get("content-encoding").ok().flatten().is_some_and(|v| !v.is_empty() && v != "identity")
 }
 
-/// Stores a file (or a 404 marker, `bytes = None`) in the cache. Failures
-/// (quota, private mode) only cost the next load a download.
-pub async fn store(cache: &Cache, url: &str, bytes: Option<&[u8]>) {
+/// Whether the cache holds `url` (a file or a 404 marker).
+pub async fn cached(cache: &Cache, url: &str) -> bool {
+    match JsFuture::from(cache.match_with_str(url)).await {
+        Ok(hit) => hit.dyn_into::<Response>().is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Deletes the model cache; `false` when there was none (or no Cache API).
+pub async fn clear_cache() -> Result<bool, String> {
+    let storage: CacheStorage = match scope()? {
+        Scope::Window(w) => w.caches(),
+        Scope::Worker(w) => w.caches(),
+    }
+    .map_err(|e| format!("the Cache API is not available here: {}", js_text(&e)))?;
+    let deleted = JsFuture::from(storage.delete(CACHE_NAME)).await.map_err(|e| format!("deleting the cache {CACHE_NAME} failed: {}", js_text(&e)))?;
+    Ok(deleted.is_truthy())
+}
+
+/// Stores a file (or a 404 marker, `bytes = None`) in the cache; `false` on a
+/// failure (quota, private mode), which only costs the next load a download.
+pub async fn store(cache: &Cache, url: &str, bytes: Option<&[u8]>) -> bool {
     let init = ResponseInit::new();
     let resp = match bytes {
         Some(b) => {
@@ -253,7 +275,8 @@ pub async fn store(cache: &Cache, url: &str, bytes: Option<&[u8]>) {
         Ok(r) => JsFuture::from(cache.put_with_str(url, &r)).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    if let Err(e) = result {
-        web_sys::console::warn_1(&format!("sewd: could not cache {url}: {}", js_text(&e)).into());
+    if let Err(e) = &result {
+        web_sys::console::warn_1(&format!("sewd: could not cache {url}: {}", js_text(e)).into());
     }
+    result.is_ok()
 }

@@ -389,13 +389,20 @@ impl Recognizer {
         let location = Location::parse(&model, endpoint.as_deref()).map_err(js_error)?;
         let here = location.describe();
         let cache = if use_cache { fetch::open_cache().await } else { None };
+        // Cached files count only when an earlier load stored all of them.
+        let marker = location.url(fetch::COMPLETE_MARKER);
+        let cache_complete = match &cache {
+            Some(c) => fetch::cached(c, &marker).await,
+            None => false,
+        };
+        let read_cache = cache.as_ref().filter(|_| cache_complete);
 
         // Download (or take from the cache) every file first; store them only
         // once the model has loaded, so a bad file is not kept.
         let mut fresh: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         let mut get = async |file: &str| -> Result<Option<(Vec<u8>, String)>, JsValue> {
             let url = location.url(file);
-            Ok(match fetch::fetch_file(&url, file, cache.as_ref(), &progress).await.map_err(js_error)? {
+            Ok(match fetch::fetch_file(&url, file, read_cache, &progress).await.map_err(js_error)? {
                 fetch::Fetched::Found { bytes, from_cache } => {
                     if !from_cache && cache.is_some() {
                         fresh.push((url.clone(), Some(bytes.clone())));
@@ -441,8 +448,14 @@ impl Recognizer {
 
         let (engine, keep) = build_engine(&backend, files).await.map_err(|e| js_error(format!("loading {here}: {e}")))?;
         if let Some(cache) = &cache {
-            for (url, bytes) in &fresh {
-                fetch::store(cache, url, bytes.as_deref()).await;
+            if !fresh.is_empty() {
+                let mut all = true;
+                for (url, bytes) in &fresh {
+                    all &= fetch::store(cache, url, bytes.as_deref()).await;
+                }
+                if all {
+                    fetch::store(cache, &marker, Some(&[])).await;
+                }
             }
         }
         Ok(Recognizer {
@@ -454,6 +467,13 @@ impl Recognizer {
                 fail_gpu: std::cell::Cell::new(false),
             }),
         })
+    }
+
+    /// Deletes every cached model file (the Cache API cache "sewd-models-v1"),
+    /// so the next load downloads again. Resolves to whether there was one.
+    #[wasm_bindgen(js_name = clearCache)]
+    pub async fn clear_cache() -> Result<bool, JsValue> {
+        fetch::clear_cache().await.map_err(js_error)
     }
 
     /// The backend that runs the model: "webgpu" or "cpu".

@@ -260,6 +260,8 @@ test("file upload on the CPU backend gives exactly the CLI transcript", async ()
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await page.waitForFunction(() => document.body.dataset.fileDone === "1", null, { timeout: 120_000 });
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
+    await page.locator("#clear-cache").click();
+    await page.waitForFunction(() => /downloaded models/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 10_000 });
   } finally {
     await close();
   }
