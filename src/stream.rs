@@ -389,6 +389,8 @@ pub struct StreamSession {
     /// A window handed out and not yet accepted.
     outstanding: bool,
     scratch: Vec<f32>,
+    /// Updates of windows that ran in a `push`/`finish` that then failed.
+    undelivered: Vec<Update>,
 }
 
 impl std::fmt::Debug for StreamSession {
@@ -481,6 +483,7 @@ impl StreamSession {
             seq: 0,
             outstanding: false,
             scratch: Vec::new(),
+            undelivered: Vec::new(),
         })
     }
 
@@ -690,9 +693,25 @@ impl StreamSession {
         F: FnMut(&[f32]) -> Result<TensorData>,
     {
         self.push_audio(samples, sample_rate)?;
-        let mut updates = Vec::new();
+        self.run_ready(&mut logits)
+    }
+
+    /// Runs every ready window. When one fails, the updates of those before
+    /// it are kept for the next call (the failed window itself runs again),
+    /// so a retrying caller loses no final words.
+    fn run_ready<F>(&mut self, logits: &mut F) -> Result<Vec<Update>>
+    where
+        F: FnMut(&[f32]) -> Result<TensorData>,
+    {
+        let mut updates = std::mem::take(&mut self.undelivered);
         while let Some(w) = self.next_window() {
-            updates.push(self.run_window(w, &mut logits)?);
+            match self.run_window(w, logits) {
+                Ok(u) => updates.push(u),
+                Err(e) => {
+                    self.undelivered = updates;
+                    return Err(e);
+                }
+            }
         }
         Ok(updates)
     }
@@ -703,11 +722,7 @@ impl StreamSession {
         F: FnMut(&[f32]) -> Result<TensorData>,
     {
         self.end_audio()?;
-        let mut updates = Vec::new();
-        while let Some(w) = self.next_window() {
-            updates.push(self.run_window(w, &mut logits)?);
-        }
-        Ok(updates)
+        self.run_ready(&mut logits)
     }
 }
 

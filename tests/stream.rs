@@ -322,3 +322,33 @@ fn late_model_runs_give_the_same_result() {
     assert_eq!(got.words, want.words);
     assert!(got.partials > 20, "the late run still goes hop by hop ({} updates)", got.partials);
 }
+
+/// A model run that fails partway through a push loses nothing: the updates
+/// of the windows that ran before it come with the next call, and the failed
+/// window runs again, so the words match a session that never failed. (The
+/// bundled model, whose output has word breaks: the fixture model's
+/// gibberish makes two long words, both final only at the end.)
+#[test]
+fn a_failed_window_keeps_the_updates_before_it() {
+    let p: Pipeline<Cpu> = Pipeline::load_dir(Cpu, &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sewd-demo-en")).unwrap();
+    let a = clip("speech_16s.wav");
+    const FAILING_RUN: usize = 12;
+    let mut clean = StreamSession::for_pipeline(&p, StreamOptions::default()).unwrap();
+    let updates = clean.push(&a.samples, 16_000, pipeline_logits(&p)).unwrap();
+    let before: usize = updates[..FAILING_RUN - 1].iter().map(|u| u.final_words.len()).sum();
+    assert!(before > 0, "the windows before the failing one commit no words: the test would prove nothing");
+    let mut want = Collected::default();
+    want.take(updates);
+    want.take(clean.finish(pipeline_logits(&p)).unwrap());
+
+    let mut s = StreamSession::for_pipeline(&p, StreamOptions::default()).unwrap();
+    let (mut runs, mut ok) = (0, pipeline_logits(&p));
+    let mut one_fails = |x: &[f32]| {
+        runs += 1;
+        if runs == FAILING_RUN { Err(sewd::model::ModelError::Input("boom".into()).into()) } else { ok(x) }
+    };
+    assert!(s.push(&a.samples, 16_000, &mut one_fails).is_err());
+    let mut got = Collected::default();
+    got.take(s.finish(pipeline_logits(&p)).unwrap());
+    assert_eq!(got.words, want.words);
+}
