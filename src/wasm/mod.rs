@@ -398,51 +398,61 @@ impl Recognizer {
         let read_cache = cache.as_ref().filter(|_| cache_complete);
 
         // Download (or take from the cache) every file first; store them only
-        // once the model has loaded, so a bad file is not kept.
+        // once the model has loaded, so a bad file is not kept. Downloaded
+        // files (and 404s) are kept for that in `fresh`, moved there after
+        // use rather than copied: the weights can be hundreds of MB.
         let mut fresh: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-        let mut get = async |file: &str| -> Result<Option<(Vec<u8>, String)>, JsValue> {
+        let get = async |file: &str| -> Result<(String, Option<Vec<u8>>, bool), JsValue> {
             let url = location.url(file);
             Ok(match fetch::fetch_file(&url, file, read_cache, &progress).await.map_err(js_error)? {
-                fetch::Fetched::Found { bytes, from_cache } => {
-                    if !from_cache && cache.is_some() {
-                        fresh.push((url.clone(), Some(bytes.clone())));
-                    }
-                    Some((bytes, url))
-                }
-                fetch::Fetched::Missing { from_cache } => {
-                    if !from_cache && cache.is_some() {
-                        fresh.push((url.clone(), None));
-                    }
-                    None
-                }
+                fetch::Fetched::Found { bytes, from_cache } => (url, Some(bytes), !from_cache),
+                fetch::Fetched::Missing { from_cache } => (url, None, !from_cache),
             })
         };
-        let text = |bytes: Vec<u8>, url: &str| String::from_utf8(bytes).map_err(|_| js_error(format!("{url}: not UTF-8 text")));
+        let mut keep = |url: String, bytes: Option<Vec<u8>>, downloaded: bool| {
+            if downloaded && cache.is_some() {
+                fresh.push((url, bytes));
+            }
+        };
+        let text = |bytes: &[u8], url: &str| String::from_utf8(bytes.to_vec()).map_err(|_| js_error(format!("{url}: not UTF-8 text")));
 
-        let (config, config_url) = get("config.json")
-            .await?
-            .ok_or_else(|| js_error(format!("{}: not found (404): no model at {here}", location.url("config.json"))))?;
-        let config_json = text(config, &config_url)?;
-        let vocab_json = match get("vocab.json").await? {
-            Some((b, url)) => Some(text(b, &url)?),
-            None => None,
+        let (config_url, config, downloaded) = get("config.json").await?;
+        let config_json = match &config {
+            Some(b) => text(b, &config_url)?,
+            None => return Err(js_error(format!("{config_url}: not found (404): no model at {here}"))),
         };
-        let preprocessor_json = match get("preprocessor_config.json").await? {
-            Some((b, url)) => Some(text(b, &url)?),
-            None => None,
+        keep(config_url, config, downloaded);
+        let mut optional_text = async |file: &str| -> Result<Option<String>, JsValue> {
+            let (url, bytes, downloaded) = get(file).await?;
+            let t = bytes.as_deref().map(|b| text(b, &url)).transpose()?;
+            keep(url, bytes, downloaded);
+            Ok(t)
         };
+        let vocab_json = optional_text("vocab.json").await?;
+        let preprocessor_json = optional_text("preprocessor_config.json").await?;
         let weights = match get(SAFETENSORS_FILE).await? {
-            Some((b, url)) => WeightStore::from_safetensors(&b, &url).map_err(js_error)?,
-            None => match get(PYTORCH_FILE).await? {
-                Some((b, url)) => WeightStore::from_pytorch(&b, &url).map_err(js_error)?,
-                None => {
-                    return Err(js_error(format!(
-                        "no weights for {here}: neither {} nor {} exists (404)",
-                        location.url(SAFETENSORS_FILE),
-                        location.url(PYTORCH_FILE)
-                    )))
+            (url, Some(b), downloaded) => {
+                let w = WeightStore::from_safetensors(&b, &url).map_err(js_error)?;
+                keep(url, Some(b), downloaded);
+                w
+            }
+            (url, None, downloaded) => {
+                keep(url, None, downloaded);
+                match get(PYTORCH_FILE).await? {
+                    (url, Some(b), downloaded) => {
+                        let w = WeightStore::from_pytorch(&b, &url).map_err(js_error)?;
+                        keep(url, Some(b), downloaded);
+                        w
+                    }
+                    (_, None, _) => {
+                        return Err(js_error(format!(
+                            "no weights for {here}: neither {} nor {} exists (404)",
+                            location.url(SAFETENSORS_FILE),
+                            location.url(PYTORCH_FILE)
+                        )))
+                    }
                 }
-            },
+            }
         };
         let files = ModelFiles { config_json, weights, vocab_json, preprocessor_json };
 
