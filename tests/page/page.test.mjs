@@ -134,6 +134,45 @@ async function openDemo(page, query = "") {
   assert.match(text, /^Ready/, `model did not load: ${text} ${await page.locator("#messages").textContent()}`);
 }
 
+/** Opens the demo with `query` in a fresh browser and runs `body(page, log)`. */
+async function withDemo(query, body) {
+  const { page, log, close } = await launch();
+  try {
+    await openDemo(page, query);
+    await body(page, log);
+  } finally {
+    await close();
+  }
+}
+
+/** Waits until the status line matches `re`. */
+function waitForStatus(page, re, timeout = 20_000) {
+  return page.waitForFunction((src) => new RegExp(src).test(document.querySelector('[data-testid="status"]').textContent), re.source, { timeout });
+}
+
+/** Waits until `document.body.dataset[key]` is `value`. */
+function waitForData(page, key, value, timeout = 120_000) {
+  return page.waitForFunction(([k, v]) => document.body.dataset[k] === v, [key, value], { timeout });
+}
+
+/** Waits until the text of `selector` matches `re`. */
+function waitForText(page, selector, re, timeout) {
+  return page.waitForFunction(([sel, src]) => new RegExp(src).test(document.querySelector(sel).textContent), [selector, re.source], { timeout });
+}
+
+/** Waits until the button `selector` is enabled. */
+function waitForEnabled(page, selector, timeout) {
+  return page.waitForFunction((sel) => !document.querySelector(sel).disabled, selector, { timeout });
+}
+
+/** Presses Start microphone and waits until the page listens. */
+async function startListening(page) {
+  const mic = page.getByTestId("mic-button");
+  await mic.click();
+  await waitForStatus(page, /Listening/);
+  return mic;
+}
+
 function cer(ref, hyp) {
   const a = [...ref];
   const b = [...hyp];
@@ -224,58 +263,42 @@ test("serve: MIME types, isolation headers, 404 and no traversal", async () => {
 });
 
 test("file upload gives exactly the CLI transcript, on WebGPU", async () => {
-  const { page, log, close } = await launch();
-  try {
-    await openDemo(page, "&backend=webgpu");
+  await withDemo("&backend=webgpu", async (page, log) => {
     assert.equal(await page.getByTestId("backend").textContent(), "WebGPU", log.join("\n"));
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
-    await page.waitForFunction(() => document.body.dataset.fileDone === "1", null, { timeout: 120_000 });
+    await waitForData(page, "fileDone", "1");
     const got = (await page.getByTestId("transcript").textContent()).trim();
     await page.screenshot({ path: path.join(SHOTS, "file-webgpu.png"), fullPage: true });
     assert.equal(got, expected, `page (WebGPU) vs CLI (CPU)\n${log.join("\n")}`);
     const titled = await page.locator('[data-testid="transcript"] .word[title]').count();
     assert.equal(titled, expected.split(/\s+/).filter(Boolean).length, "every word carries its timing");
-  } finally {
-    await close();
-  }
+  });
 });
 
 test("auto runs on the CPU when WebGPU is only a software adapter, and says so", async () => {
-  const { page, log, close } = await launch();
-  try {
-    await openDemo(page, "&backend=auto");
+  await withDemo("&backend=auto", async (page, log) => {
     assert.equal(await page.getByTestId("backend").textContent(), "CPU", log.join("\n"));
     const note = await page.locator("#messages .message.info").textContent();
     assert.match(note, /software fallback.*swiftshader|swiftshader.*software fallback/is, note);
-  } finally {
-    await close();
-  }
+  });
 });
 
 test("file upload on the CPU backend gives exactly the CLI transcript", async () => {
-  const { page, log, close } = await launch();
-  try {
-    await openDemo(page, "&backend=cpu");
+  await withDemo("&backend=cpu", async (page, log) => {
     assert.equal(await page.getByTestId("backend").textContent(), "CPU");
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
-    await page.waitForFunction(() => document.body.dataset.fileDone === "1", null, { timeout: 120_000 });
+    await waitForData(page, "fileDone", "1");
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
     await page.locator("#clear-cache").click();
-    await page.waitForFunction(() => /downloaded models/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 10_000 });
-  } finally {
-    await close();
-  }
+    await waitForStatus(page, /downloaded models/, 10_000);
+  });
 });
 
 test("microphone: captures the clip and streams a transcript", async () => {
-  const { page, log, close } = await launch();
-  try {
+  await withDemo("&backend=cpu", async (page, log) => {
     // The CPU backend keeps up in real time here; SwiftShader's WebGPU takes
     // ~10 s for the first window, too slow to see partial text live.
-    await openDemo(page, "&backend=cpu");
-    const mic = page.getByTestId("mic-button");
-    await mic.click();
-    await page.waitForFunction(() => /Listening/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 20_000 });
+    const mic = await startListening(page);
     const clip = readWav16(MODEL.clip);
     const clipSeconds = clip.samples.length / clip.rate;
     // One full pass of the clip plus slack, wherever in its loop the device starts.
@@ -285,7 +308,7 @@ test("microphone: captures the clip and streams a transcript", async () => {
     assert.ok(live.length > 0, `no text while listening\n${log.join("\n")}`);
     assert.match(await page.locator("#hop").textContent(), /^hop \d+ ms$/, "per-hop latency shown");
     await mic.click();
-    await page.waitForFunction(() => document.body.dataset.streamDone === "1", null, { timeout: 60_000 });
+    await waitForData(page, "streamDone", "1", 60_000);
     await page.screenshot({ path: path.join(SHOTS, "mic-done.png"), fullPage: true });
     const streamed = (await page.getByTestId("transcript").textContent()).trim();
     assert.ok(streamed.length > 0, `empty transcript from the microphone\n${log.join("\n")}`);
@@ -318,93 +341,73 @@ test("microphone: captures the clip and streams a transcript", async () => {
       // The clip's own text must show up in what was heard.
       assert.ok(cer(expected, offline) <= MIC_CER_TRAINED || offline.includes(expected.slice(0, 10)), `clip text not heard: ${offline}`);
     }
-  } finally {
-    await close();
-  }
+  });
 });
 
 test("microphone: a session restarted at once ignores the late events of the one before", async () => {
-  const { page, log, close } = await launch();
-  try {
+  await withDemo("&backend=webgpu", async (page, log) => {
     // SwiftShader's WebGPU takes seconds per window, so the first session is
     // still finishing when the second starts.
-    await openDemo(page, "&backend=webgpu");
     const mic = page.getByTestId("mic-button");
     const status = () => page.getByTestId("status").textContent();
     await mic.click();
-    await page.waitForFunction(() => /Listening/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 20_000 });
+    await waitForStatus(page, /Listening/);
     await page.waitForTimeout(1500);
     await mic.click(); // stop
-    await page.waitForFunction(() => !document.querySelector('[data-testid="mic-button"]').disabled, null, { timeout: 20_000 });
+    await waitForEnabled(page, '[data-testid="mic-button"]', 20_000);
     await mic.click(); // start again at once
-    await page.waitForFunction(() => /Listening/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 20_000 });
+    await waitForStatus(page, /Listening/);
     // The first session's stream-end arrives while the second one listens.
     await page.waitForFunction(() => /stream-end/.test(document.body.dataset.staleEvents || ""), null, { timeout: 120_000 });
     assert.match(await status(), /Listening/, log.join("\n"));
     assert.equal(await page.evaluate(() => document.body.dataset.streamDone), undefined, "the old session's end was shown");
     assert.equal((await mic.locator(".label").textContent()).trim(), "Stop");
     await mic.click();
-    await page.waitForFunction(() => document.body.dataset.streamDone === "1", null, { timeout: 120_000 });
+    await waitForData(page, "streamDone", "1");
     assert.match(await status(), /^Done/, log.join("\n"));
     assert.equal(await page.locator("#messages .message.error").count(), 0, await page.locator("#messages").textContent());
-  } finally {
-    await close();
-  }
+  });
 });
 
 test("microphone: one at a time across the Speech and Keywords tabs", async () => {
-  const { page, log, close } = await launch();
-  try {
-    await openDemo(page, "&backend=cpu");
-    const mic = page.getByTestId("mic-button");
-    await mic.click();
-    await page.waitForFunction(() => /Listening/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 20_000 });
+  await withDemo("&backend=cpu", async (page, log) => {
+    const mic = await startListening(page);
     await page.locator("#tab-kws").click();
-    await page.waitForFunction(() => !document.querySelector("#kws-record").disabled, null, { timeout: 60_000 });
+    await waitForEnabled(page, "#kws-record", 60_000);
     await page.locator("#kws-record").click();
-    await page.waitForFunction(() => /streaming to the Speech tab/.test(document.querySelector("#messages").textContent), null, { timeout: 10_000 });
+    await waitForText(page, "#messages", /streaming to the Speech tab/, 10_000);
     await page.locator("#tab-asr").click();
     await page.waitForTimeout(1000);
     await mic.click(); // the speech session is still the one that stops
-    await page.waitForFunction(() => document.body.dataset.streamDone === "1", null, { timeout: 60_000 });
+    await waitForData(page, "streamDone", "1", 60_000);
     assert.ok((await page.getByTestId("transcript").textContent()).trim().length > 0, log.join("\n"));
     assert.equal((await mic.locator(".label").textContent()).trim(), "Start microphone");
-  } finally {
-    await close();
-  }
+  });
 });
 
 test("keywords: a recording the model cannot classify reports the error on the page", async () => {
-  const { page, log, close } = await launch();
-  try {
+  await withDemo(`&backend=cpu&kws=${encodeURIComponent(MODEL.url)}`, async (page, log) => {
     // A CTC model in the keyword slot: classify rejects it.
-    await openDemo(page, `&backend=cpu&kws=${encodeURIComponent(MODEL.url)}`);
     await page.locator("#tab-kws").click();
-    await page.waitForFunction(() => !document.querySelector("#kws-record").disabled, null, { timeout: 60_000 });
+    await waitForEnabled(page, "#kws-record", 60_000);
     await page.locator("#kws-record").click();
-    await page.waitForFunction(() => /Recognition failed/.test(document.querySelector("#messages").textContent), null, { timeout: 30_000 });
-    await page.waitForFunction(() => /Record 2 s/.test(document.querySelector("#kws-record").textContent), null, { timeout: 10_000 });
+    await waitForText(page, "#messages", /Recognition failed/, 30_000);
+    await waitForText(page, "#kws-record", /Record 2 s/, 10_000);
     assert.match(await page.locator("#messages").textContent(), /classif/i, log.join("\n"));
-  } finally {
-    await close();
-  }
+  });
 });
 
 test("loading a model while a WebGPU transcription runs keeps both working", async () => {
-  const { page, log, close } = await launch();
-  try {
-    await openDemo(page, "&backend=webgpu");
+  await withDemo("&backend=webgpu", async (page, log) => {
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
-    await page.waitForFunction(() => /Transcribing/.test(document.querySelector("#file-text").textContent), null, { timeout: 20_000 });
+    await waitForText(page, "#file-text", /Transcribing/, 20_000);
     await page.locator("#load-button").click(); // the same model again, mid-transcription
-    await page.waitForFunction(() => document.body.dataset.fileDone === "1", null, { timeout: 120_000 });
+    await waitForData(page, "fileDone", "1");
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
-    await page.waitForFunction(() => !document.querySelector("#load-button").disabled, null, { timeout: 120_000 });
+    await waitForEnabled(page, "#load-button", 120_000);
     assert.equal(await page.locator("#messages .message.error").count(), 0, await page.locator("#messages").textContent());
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
-    await page.waitForFunction(() => document.body.dataset.fileDone === "2", null, { timeout: 120_000 });
+    await waitForData(page, "fileDone", "2");
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
-  } finally {
-    await close();
-  }
+  });
 });
