@@ -95,6 +95,24 @@ pub struct SewdConfig {
     pub ctc_zero_infinity: bool,
 }
 
+/// The largest size, count or position a config field may hold: far above
+/// any real checkpoint, and small enough that products of a few of them fit
+/// wasm32's 32-bit `usize`.
+const MAX_DIM: usize = 1 << 24;
+/// The largest samples per frame, and shortest input, of the conv encoder.
+const MAX_ENCODER_SAMPLES: u64 = 1 << 30;
+
+/// (samples per frame, minimum input samples) of the conv encoder in u64,
+/// `None` on overflow: the checked twin of `samples_per_frame`/`min_samples`.
+fn encoder_geometry(kernel: &[usize], stride: &[usize], squeeze: usize) -> Option<(u64, u64)> {
+    let per_frame = stride.iter().try_fold(1u64, |a, &s| a.checked_mul(s as u64))?;
+    let mut min = squeeze.max(1) as u64;
+    for (&k, &s) in kernel.iter().zip(stride).rev() {
+        min = (min - 1).checked_mul(s as u64)?.checked_add(k as u64)?;
+    }
+    Some((per_frame, min))
+}
+
 impl SewdConfig {
     /// Size of the relative embedding span (`pos_ebd_size` in transformers).
     pub fn att_span(&self) -> usize {
@@ -176,8 +194,8 @@ impl Parser<'_> {
 
     fn positive(&self, field: &str, default: i64) -> Result<usize, ConfigError> {
         let v = self.int(field, default)?;
-        if v <= 0 || v > 1 << 24 {
-            return Err(self.err(field, format!("must be a positive integer (got {v})")));
+        if v <= 0 || v > MAX_DIM as i64 {
+            return Err(self.err(field, format!("must be a positive integer of at most {MAX_DIM} (got {v})")));
         }
         Ok(v as usize)
     }
@@ -285,13 +303,24 @@ impl Parser<'_> {
 
         let max_position_embeddings = self.positive("max_position_embeddings", 512)?;
         let max_rel = self.int("max_relative_positions", -1)?;
-        let max_relative_positions = if max_rel < 1 { max_position_embeddings } else { max_rel as usize };
+        let max_relative_positions = if max_rel < 1 { max_position_embeddings } else { self.positive("max_relative_positions", -1)? };
         let position_buckets = self.int("position_buckets", 256)?;
         if position_buckets > 0 && position_buckets < 2 {
             return Err(self.err("position_buckets", "must be at least 2 when bucketing is on"));
         }
+        if position_buckets > MAX_DIM as i64 {
+            return Err(self.err("position_buckets", format!("{position_buckets} is over the limit of {MAX_DIM}")));
+        }
         if position_buckets > 0 && max_relative_positions < 2 {
             return Err(self.err("max_position_embeddings", "must be at least 2 when position_buckets is set"));
+        }
+        // The log buckets divide by ln((max_relative_positions - 1) / (position_buckets / 2)),
+        // in float32 as transformers does: a ratio of 1 makes every far offset infinite.
+        if position_buckets > 0 && ((max_relative_positions as f64 - 1.0) / (position_buckets / 2) as f64) as f32 == 1.0 {
+            return Err(self.err(
+                "position_buckets",
+                format!("{position_buckets} with max_relative_positions {max_relative_positions}: (max_relative_positions - 1) / (position_buckets / 2) is 1, so the log buckets divide by ln 1 = 0"),
+            ));
         }
 
         if self.int("conv_kernel_size", 0)? > 0 {
@@ -302,6 +331,15 @@ impl Parser<'_> {
         }
 
         let squeeze_factor = self.positive("squeeze_factor", 2)?;
+        match encoder_geometry(&conv_kernel, &conv_stride, squeeze_factor) {
+            Some((per_frame, min)) if per_frame <= MAX_ENCODER_SAMPLES && min <= MAX_ENCODER_SAMPLES => {}
+            _ => {
+                return Err(self.err(
+                    "conv_stride",
+                    format!("with conv_kernel {conv_kernel:?} and squeeze_factor {squeeze_factor}, the feature encoder needs over {MAX_ENCODER_SAMPLES} samples per frame or per input"),
+                ))
+            }
+        }
         let num_conv_pos_embeddings = self.positive("num_conv_pos_embeddings", 128)?;
         let groups = self.positive("num_conv_pos_embedding_groups", 16)?;
         if hidden_size % groups != 0 {
@@ -326,7 +364,11 @@ impl Parser<'_> {
         };
         let pad_token_id = match self.raw("pad_token_id") {
             None => if self.obj.get("pad_token_id").is_some() { None } else { Some(0) },
-            Some(v) => Some(v.as_u64().ok_or_else(|| self.err("pad_token_id", format!("expected an integer, found {v}")))? as u32),
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| self.err("pad_token_id", format!("expected an integer id below 2^32, found {v}")))?,
+            ),
         };
         let ctc_loss_reduction = self.string("ctc_loss_reduction", "mean")?;
         if !matches!(ctc_loss_reduction.as_str(), "mean" | "sum" | "none") {
@@ -469,6 +511,29 @@ mod tests {
         assert!(e.contains("pos_att_type"), "{e}");
         let e = parse("[1]").unwrap_err().to_string();
         assert!(e.contains("config.json"), "{e}");
+    }
+
+    /// Values whose products would overflow (wasm32's usize is 32 bits) or
+    /// whose log buckets divide by zero are refused by name.
+    #[test]
+    fn sizes_that_would_overflow_name_the_field() {
+        for (json, field) in [
+            (r#"{"position_buckets":2147483904}"#, "position_buckets"),
+            (r#"{"position_buckets":-1,"max_relative_positions":2147483904}"#, "max_relative_positions"),
+            (r#"{"position_buckets":256,"max_relative_positions":129}"#, "position_buckets"),
+            (r#"{"conv_dim":[1,1,1,1],"conv_kernel":[1,1,1,1],"conv_stride":[65536,65536,65536,65536]}"#, "conv_stride"),
+            (r#"{"conv_dim":[1,1],"conv_kernel":[1000000,1000000],"conv_stride":[1000,1000],"squeeze_factor":1000}"#, "conv_stride"),
+            (r#"{"num_hidden_layers":16777217}"#, "num_hidden_layers"),
+            (r#"{"pad_token_id":4294967296}"#, "pad_token_id"),
+        ] {
+            let e = parse(json).unwrap_err().to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        // Far offsets near a degenerate base still index inside the table.
+        assert_eq!(crate::backend::relative::embedding_index(1 << 40, 256, 129, 256), 511);
+        // The real geometries still parse.
+        let c = parse(r#"{"position_buckets":256,"max_position_embeddings":512}"#).unwrap();
+        assert_eq!(c.att_span(), 256);
     }
 
     #[test]

@@ -42,6 +42,9 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
+/// The most samples `resample` returns: 1 GiB of f32, 4.7 hours at 16 kHz.
+pub const MAX_OUTPUT_SAMPLES: usize = 1 << 28;
+
 fn resample_error(from_rate: u32, to_rate: u32, detail: impl Into<String>) -> AudioError {
     AudioError::Resample {
         from_rate,
@@ -86,6 +89,19 @@ pub fn resample(samples: &[f32], from_rate: u32, to_rate: u32) -> Result<Vec<f32
     let out_len = resampled_len(samples.len(), from_rate, to_rate);
     if out_len == 0 {
         return Ok(Vec::new());
+    }
+    if out_len > MAX_OUTPUT_SAMPLES {
+        // Upsampling multiplies memory (a 100 MB 8-bit WAV at 251 Hz would be
+        // 25 GB at 16 kHz); no model pass could use that much audio anyway.
+        return Err(resample_error(
+            from_rate,
+            to_rate,
+            format!(
+                "{} input samples would become {out_len}, over the limit of {MAX_OUTPUT_SAMPLES} ({:.1} hours at {to_rate} Hz): split the audio",
+                samples.len(),
+                MAX_OUTPUT_SAMPLES as f64 / to_rate as f64 / 3600.0
+            ),
+        ));
     }
 
     let g = gcd(from_rate as u64, to_rate as u64);
@@ -254,6 +270,10 @@ mod tests {
         assert!(resample(&[0.1; 5], 0, 16_000).is_err());
         assert!(resample(&[0.1; 5], 16_000, 0).is_err());
         assert!(resample(&[0.1; 5], 16_000 * 64, 16_000).is_err());
+        // An upsampled length past the limit is refused before any allocation.
+        let input = vec![0.0f32; MAX_OUTPUT_SAMPLES / 62];
+        let e = resample(&input, 254, 16_000).unwrap_err().to_string();
+        assert!(e.contains("over the limit") && e.contains("254"), "{e}");
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub fn bucket(d: i64, buckets: i64, max_position: usize) -> i64 {
 /// serves c2p (at `q - k`) and p2c (transformers negates the key-to-query
 /// offset, which the odd symmetry of `bucket` turns back into `q - k`).
 pub fn embedding_index(d: i64, buckets: i64, max_position: usize, span: usize) -> usize {
-    let r = bucket(d, buckets, max_position) + span as i64;
+    // Saturating: a degenerate log base makes `bucket` saturate at i64::MAX.
+    let r = bucket(d, buckets, max_position).saturating_add(span as i64);
     r.clamp(0, 2 * span as i64 - 1) as usize
 }
 

@@ -69,7 +69,8 @@ impl<B: Backend> Encoder<B> {
         };
 
         let rel = if cfg.relative_attention { Some(relative_embeddings(cfg, w)?) } else { None };
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        // Grown as layers load, not sized from config.json, whose count may be absurd.
+        let mut layers = Vec::new();
         for l in 0..cfg.num_hidden_layers {
             let p = format!("encoder.encoder.layer.{l}");
             let proj = |name: &str| -> Result<(TensorData, TensorData), ModelError> {

@@ -155,6 +155,7 @@ pub(crate) fn load(data: &[u8], file: &str, entry: &str) -> Result<Value, Weight
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        copy_budget: std::cell::Cell::new(COPY_BUDGET_PER_BYTE.saturating_mul(data.len()).saturating_add(COPY_BUDGET_BASE)),
     };
     m.run()
 }
@@ -168,7 +169,16 @@ struct Machine<'a> {
     /// Stack heights at each MARK.
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    /// Items `call` may still copy (see `COPY_BUDGET_PER_BYTE`).
+    copy_budget: std::cell::Cell<usize>,
 }
+
+/// Calls such as `tuple(list)` copy their argument, and a memoized list can
+/// be passed to them again and again for a few bytes each: without a budget
+/// a 1 MB pickle could allocate tens of GB. Real state dicts copy each item
+/// about once.
+const COPY_BUDGET_PER_BYTE: usize = 16;
+const COPY_BUDGET_BASE: usize = 1 << 20;
 
 impl Machine<'_> {
     fn err(&self, message: impl std::fmt::Display) -> WeightsError {
@@ -176,6 +186,16 @@ impl Machine<'_> {
             self.file,
             format!("{} at byte {}: {message}", self.entry, self.pos),
         )
+    }
+
+    /// Spends `n` items of the copy budget.
+    fn charge_copy(&self, n: usize) -> Result<(), WeightsError> {
+        let left = self.copy_budget.get();
+        if n > left {
+            return Err(self.err("the pickle copies more items than its size can account for (a crafted file?)"));
+        }
+        self.copy_budget.set(left - n);
+        Ok(())
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8], WeightsError> {
@@ -591,6 +611,7 @@ impl Machine<'_> {
             ("collections", "OrderedDict") | ("builtins", "dict") | ("__builtin__", "dict") => {
                 let mut items = Vec::new();
                 if let Some(Value::List(l)) = args.first() {
+                    self.charge_copy(l.0.borrow().len())?;
                     for pair in l.0.borrow().iter() {
                         if let Value::Tuple(t) = pair {
                             if let [k, v] = t.0.as_slice() {
@@ -619,7 +640,10 @@ impl Machine<'_> {
             ("torch", "Size") | ("builtins", "tuple") | ("__builtin__", "tuple") => {
                 match args.first() {
                     Some(t @ Value::Tuple(_)) => Ok(t.clone()),
-                    Some(Value::List(l)) => Ok(Value::Tuple(Rc::new(Seq(l.0.borrow().clone())))),
+                    Some(Value::List(l)) => {
+                        self.charge_copy(l.0.borrow().len())?;
+                        Ok(Value::Tuple(Rc::new(Seq(l.0.borrow().clone()))))
+                    }
                     None => Ok(Value::Tuple(Rc::new(Seq(Vec::new())))),
                     Some(other) => Err(self.err(format!("{name} of a {}", other.kind()))),
                 }
@@ -627,6 +651,7 @@ impl Machine<'_> {
             ("_codecs", "encode") => match args.first() {
                 // how protocol 2 pickles `bytes`: _codecs.encode(text, "latin1")
                 Some(Value::Str(s)) => {
+                    self.charge_copy(s.len())?;
                     let latin1 = matches!(args.get(1), Some(Value::Str(e)) if e.as_ref() == "latin1" || e.as_ref() == "latin-1");
                     let bytes: Vec<u8> = if latin1 {
                         s.chars()
@@ -828,6 +853,23 @@ mod tests {
             let e = run(c).err().unwrap_or_else(|| panic!("{c:?} should fail"));
             assert!(e.to_string().contains("x.bin"), "{e}");
         }
+    }
+
+    /// tuple(memoized list) over and over: 7 bytes each, 1000 items copied
+    /// each, so the copies outgrow any budget the pickle's size allows.
+    #[test]
+    fn repeated_copies_of_a_memoized_list_are_refused() {
+        let mut p = vec![0x80, 2, b']', b'q', 0, b'('];
+        for _ in 0..1000 {
+            p.extend([b'K', 1]);
+        }
+        p.extend(b"ec__builtin__\ntuple\nq\x01");
+        for _ in 0..2000 {
+            p.extend([b'h', 1, b'h', 0, 0x85, b'R', b'0']);
+        }
+        p.push(b'.');
+        let e = run(&p).expect_err("should run out of copy budget").to_string();
+        assert!(e.contains("copies more items"), "{e}");
     }
 
     #[test]

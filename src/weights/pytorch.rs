@@ -105,7 +105,15 @@ pub(crate) fn parse(bytes: &[u8], file: &str) -> Result<HashMap<String, TensorDa
     by_storage.sort_by(|a, b| a.1.storage.key.cmp(&b.1.storage.key));
     let mut out = HashMap::with_capacity(by_storage.len());
     let mut current: Option<(String, Vec<u8>)> = None;
+    // Many names may view one storage (tied weights), each decoded on its own.
+    // A crafted file can repeat a broadcast view under thousands of names for
+    // a few bytes each, so the total is capped by what the file can hold.
+    let mut budget = bytes.len().saturating_mul(2).saturating_add(MAX_BROADCAST_NUMEL);
     for (name, t, dtype) in by_storage {
+        let numel = t.size.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+        budget = budget.checked_sub(numel).ok_or_else(|| {
+            WeightsError::tensor(file, &name, "the tensors decode to more than twice the file's size in elements (many views of one storage?)")
+        })?;
         let key = &t.storage.key;
         if current.as_ref().map(|c| &c.0) != Some(key) {
             drop(current.take()); // free the previous storage first
@@ -611,6 +619,12 @@ mod tests {
         let pkl = one(&[255, 255, 255, 255], &[0, 0, 0, 0], 0);
         let e = err(&[("a/data.pkl", &pkl), ("a/data/0", &data)]);
         assert!(e.contains("`enc.w`"), "{e}");
+        // ... and so are many names for one such view: each is under the
+        // limit, together they are far over what the file holds
+        let view = |name| Tensor { name, storage: "FloatStorage", key: "0", offset: 0, size: &[255, 255, 255], stride: &[0, 0, 0] };
+        let pkl = pickle_of(&[view("a"), view("b"), view("c")], None);
+        let e = err(&[("a/data.pkl", &pkl), ("a/data/0", &data)]);
+        assert!(e.contains("views of one storage"), "{e}");
     }
 
     #[test]

@@ -46,13 +46,29 @@ pub(crate) fn parse(bytes: &[u8], file: &str) -> Result<HashMap<String, TensorDa
             )
         })?;
 
-    let mut tensors = HashMap::with_capacity(header.len());
+    let mut entries = Vec::with_capacity(header.len());
     for (name, value) in header {
         if name == "__metadata__" {
             continue;
         }
         let entry: Entry = serde_json::from_value(value)
             .map_err(|e| WeightsError::tensor(file, &name, format!("bad header entry: {e}")))?;
+        entries.push((name, entry));
+    }
+    // Tensors must not share bytes (the format's own rule): overlapping
+    // entries would let a small file decode into any number of copies.
+    let mut spans: Vec<(u64, u64, &str)> = entries.iter().map(|(n, e)| (e.data_offsets.0, e.data_offsets.1, n.as_str())).filter(|s| s.0 < s.1).collect();
+    spans.sort_unstable();
+    if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
+        return Err(WeightsError::tensor(
+            file,
+            w[1].2,
+            format!("data_offsets [{}, {}] overlap those of {} [{}, {}]", w[1].0, w[1].1, w[0].2, w[0].0, w[0].1),
+        ));
+    }
+
+    let mut tensors = HashMap::with_capacity(entries.len());
+    for (name, entry) in entries {
         let (start, end) = entry.data_offsets;
         if start > end || end > data.len() as u64 {
             return Err(WeightsError::tensor(
@@ -246,6 +262,11 @@ pub(crate) mod tests {
             &data,
         ));
         assert!(e.contains("`w`"), "{e}");
+        let e = err(&raw_header(
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+            &data,
+        ));
+        assert!(e.contains("`b`") && e.contains("overlap") && e.contains("a [0, 8]"), "{e}");
         let e = err(&raw_header(r#"{"w":{"dtype":"F32","shape":[2]}}"#, &data));
         assert!(e.contains("`w`") && e.contains("data_offsets"), "{e}");
         let e = err(&raw_header(r#"[1, 2]"#, &data));
