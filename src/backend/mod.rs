@@ -29,6 +29,40 @@ pub(crate) fn shape_err(op: &'static str, message: impl Into<String>) -> Backend
     BackendError::Shape { op, message: message.into() }
 }
 
+/// A weight whose data length disagrees with its shape (only a `TensorData`
+/// built by hand can; the loaders check) is an error, not a panic.
+pub(crate) fn check_weight(w: &TensorData, what: &'static str) -> Result<(), BackendError> {
+    let numel = w.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if numel != Some(w.data.len()) {
+        return Err(shape_err(what, format!("shape {:?} does not match its {} values", w.shape, w.data.len())));
+    }
+    Ok(())
+}
+
+/// A conv weight `[out, in/groups, kernel]` rearranged for both backends to
+/// `[groups][kernel·in_per_group][out_per_group]`, so one window of
+/// channels-last input times the weight is one GEMM row. Returns the new
+/// shape and data.
+pub(crate) fn conv_weight_as_gemm(w: &TensorData, spec: &ConvSpec) -> Result<(Vec<usize>, Vec<f32>), BackendError> {
+    let (cin_g, cout_g) = (spec.in_channels / spec.groups, spec.out_channels / spec.groups);
+    if w.shape != [spec.out_channels, cin_g, spec.kernel] {
+        return Err(shape_err("conv weight", format!("expected {:?}, got {:?}", [spec.out_channels, cin_g, spec.kernel], w.shape)));
+    }
+    check_weight(w, "conv weight")?;
+    let mut out = vec![0.0; w.data.len()];
+    for g in 0..spec.groups {
+        for co in 0..cout_g {
+            for ci in 0..cin_g {
+                for j in 0..spec.kernel {
+                    let src = ((g * cout_g + co) * cin_g + ci) * spec.kernel + j;
+                    out[g * spec.kernel * cin_g * cout_g + (j * cin_g + ci) * cout_g + co] = w.data[src];
+                }
+            }
+        }
+    }
+    Ok((vec![spec.groups, spec.kernel * cin_g, cout_g], out))
+}
+
 /// Geometry of a 1-D convolution over channels-last input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvSpec {

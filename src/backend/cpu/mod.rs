@@ -7,7 +7,7 @@ mod matmul;
 mod par;
 mod pool;
 
-use super::{shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
+use super::{conv_weight_as_gemm, shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
 use crate::config::Activation;
 use crate::weights::TensorData;
 use matmul::{matmul, View};
@@ -76,26 +76,9 @@ impl Backend for Cpu {
         self.upload(&w.shape, &w.data)
     }
 
-    /// Rearranged to `[groups][kernel·in_per_group][out_per_group]`, so one
-    /// window of channels-last input times the weight is one GEMM row.
     fn prepare_conv(&self, w: &TensorData, spec: &ConvSpec) -> Result<CpuTensor, BackendError> {
-        let (cin_g, cout_g) = (spec.in_channels / spec.groups, spec.out_channels / spec.groups);
-        if w.shape != [spec.out_channels, cin_g, spec.kernel] {
-            return Err(shape_err("conv weight", format!("expected {:?}, got {:?}", [spec.out_channels, cin_g, spec.kernel], w.shape)));
-        }
-        let mut out = vec![0.0; w.data.len()];
-        for g in 0..spec.groups {
-            for co in 0..cout_g {
-                for ci in 0..cin_g {
-                    for j in 0..spec.kernel {
-                        let src = ((g * cout_g + co) * cin_g + ci) * spec.kernel + j;
-                        let dst = g * spec.kernel * cin_g * cout_g + (j * cin_g + ci) * cout_g + co;
-                        out[dst] = w.data[src];
-                    }
-                }
-            }
-        }
-        Ok(CpuTensor::new(vec![spec.groups, spec.kernel * cin_g, cout_g], out))
+        let (shape, data) = conv_weight_as_gemm(w, spec)?;
+        Ok(CpuTensor::new(shape, data))
     }
 
     fn download(&self, t: &CpuTensor) -> Result<TensorData, BackendError> {

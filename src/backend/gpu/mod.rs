@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytemuck::Pod;
 
-use super::{shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
+use super::{check_weight, conv_weight_as_gemm, shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
 use crate::config::Activation;
 use crate::weights::TensorData;
 use kernels::*;
@@ -394,6 +394,7 @@ impl Backend for Gpu {
         let [out_f, in_f] = w.shape[..] else {
             return Err(shape_err("linear weight", format!("expected [out, in], got {:?}", w.shape)));
         };
+        check_weight(w, "linear weight")?;
         let mut t = vec![0.0f32; w.data.len()];
         for o in 0..out_f {
             for i in 0..in_f {
@@ -403,26 +404,9 @@ impl Backend for Gpu {
         self.upload(&[in_f, out_f], &t)
     }
 
-    /// Rearranged to `[groups][kernel·in_per_group][out_per_group]` like the
-    /// CPU backend: one window of channels-last input times the weight is a
-    /// GEMM row.
     fn prepare_conv(&self, w: &TensorData, spec: &ConvSpec) -> Result<GpuTensor, BackendError> {
-        let (cin_g, cout_g) = (spec.in_channels / spec.groups, spec.out_channels / spec.groups);
-        if w.shape != [spec.out_channels, cin_g, spec.kernel] {
-            return Err(shape_err("conv weight", format!("expected {:?}, got {:?}", [spec.out_channels, cin_g, spec.kernel], w.shape)));
-        }
-        let mut out = vec![0.0; w.data.len()];
-        for g in 0..spec.groups {
-            for co in 0..cout_g {
-                for ci in 0..cin_g {
-                    for j in 0..spec.kernel {
-                        let src = ((g * cout_g + co) * cin_g + ci) * spec.kernel + j;
-                        out[g * spec.kernel * cin_g * cout_g + (j * cin_g + ci) * cout_g + co] = w.data[src];
-                    }
-                }
-            }
-        }
-        self.upload(&[spec.groups, spec.kernel * cin_g, cout_g], &out)
+        let (shape, data) = conv_weight_as_gemm(w, spec)?;
+        self.upload(&shape, &data)
     }
 
     /// Submits everything recorded so far and blocks on the copy (native only;
