@@ -195,9 +195,43 @@ async fn gpu_loss_falls_back_to_cpu() {
     assert_eq!(rec.backend(), "cpu", "the model should have moved to the CPU");
     assert!(rec.fallback_reason().unwrap().contains("lost"), "{:?}", rec.fallback_reason());
     assert_eq!(get_field(&got, "text").as_string().unwrap(), want);
+
     // And a stream started before keeps working on the CPU.
     let s = rec.stream(JsValue::UNDEFINED).unwrap();
     s.push(&samples, 16_000).unwrap();
     let r = s.finish().await.unwrap();
     assert!(!get_field(&r, "text").as_string().unwrap().is_empty());
+
+    // Two calls in flight when the device goes: both fail on the GPU, the
+    // first moves the model, and the second must not try to move it again.
+    let rec = load_case("fb2", "ctc_group_both_shared", "webgpu").await;
+    rec.__simulate_gpu_loss_for_tests();
+    let (a, b) = join(rec.transcribe(samples.clone(), 16_000), rec.transcribe(samples.clone(), 16_000)).await;
+    for r in [a, b] {
+        let r = r.unwrap_or_else(|e| panic!("a concurrent call failed: {}", message(&e)));
+        assert_eq!(get_field(&r, "text").as_string().unwrap(), want);
+    }
+    assert_eq!(rec.backend(), "cpu");
+}
+
+/// Both futures, polled together (no executor crate in the wasm tests).
+async fn join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    (ra.unwrap(), rb.unwrap())
 }

@@ -269,7 +269,7 @@ pub(crate) struct Inner {
     location: String,
     /// Why the GPU was given up, if it was.
     fallback: RefCell<Option<String>>,
-    /// Test hook: the next GPU forward pass fails as if the device were lost.
+    /// Test hook: GPU forward passes fail as if the device were lost.
     fail_gpu: std::cell::Cell<bool>,
 }
 
@@ -291,15 +291,17 @@ impl Inner {
     /// A forward pass over prepared samples, moving to the CPU if the GPU fails.
     pub(crate) async fn forward(&self, samples: &[f32], opts: Options, everything: bool) -> Result<Outputs, JsValue> {
         let engine = self.engine();
-        let result = if engine.is_gpu() && self.fail_gpu.replace(false) {
-            Err(ModelError::Backend(BackendError::Device("the GPU device was lost (simulated by a test)".into())).into())
-        } else {
-            engine.forward(samples, opts, everything).await
-        };
+        let mut result = engine.forward(samples, opts, everything).await;
+        if engine.is_gpu() && self.fail_gpu.get() {
+            result = Err(ModelError::Backend(BackendError::Device("the GPU device was lost (simulated by a test)".into())).into());
+        }
         match result {
             Ok(o) => Ok(o),
             Err(e) if engine.is_gpu() && is_device_error(&e) => {
-                self.fall_back(&e)?;
+                // Calls in flight together all fail; the first moves the model.
+                if self.engine().is_gpu() {
+                    self.fall_back(&e)?;
+                }
                 self.engine().forward(samples, opts, everything).await.map_err(js_error)
             }
             Err(e) => Err(js_error(e)),
@@ -499,8 +501,8 @@ impl Recognizer {
         self.inner.fallback.borrow().clone()
     }
 
-    /// Test hook: makes the next GPU forward pass fail as a lost device
-    /// would, to exercise the move to the CPU.
+    /// Test hook: makes every GPU forward pass (as it ends) fail as a lost
+    /// device would, to exercise the move to the CPU.
     #[doc(hidden)]
     #[wasm_bindgen(js_name = __simulateGpuLoss, skip_typescript)]
     pub fn __simulate_gpu_loss_for_tests(&self) {
