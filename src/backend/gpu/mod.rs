@@ -87,7 +87,9 @@ pub struct Gpu {
 
 /// A submitted copy waiting to be mapped.
 struct Readback {
+    /// From the pool's read-back buffers; `bytes` of it hold the tensor.
     staging: wgpu::Buffer,
+    bytes: u64,
     shape: Vec<usize>,
     mapped: oneshot::Receiver<Result<(), wgpu::BufferAsyncError>>,
 }
@@ -180,8 +182,9 @@ impl Gpu {
         self.check_errors()
     }
 
-    /// Storage buffers created since the device was opened. Repeated passes
-    /// over one length recycle theirs, so this stops growing after the first.
+    /// Buffers (storage and read-back) created since the device was opened.
+    /// Repeated passes over one length recycle theirs, so this stops growing
+    /// after the first.
     pub fn buffers_created(&self) -> u64 {
         self.pool.created()
     }
@@ -250,12 +253,7 @@ impl Gpu {
         if bytes == 0 {
             return Ok(None);
         }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.pool.take_readback(bytes);
         {
             let mut rec = self.recorder()?;
             let mut encoder = rec.take_encoder(&self.device, &self.queue);
@@ -268,19 +266,20 @@ impl Gpu {
             }
         }
         let (tx, rx) = oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
         self.check_errors()?;
-        Ok(Some(Readback { staging, shape: t.shape.clone(), mapped: rx }))
+        Ok(Some(Readback { staging, bytes, shape: t.shape.clone(), mapped: rx }))
     }
 
     fn finish_readback(&self, rb: Readback, mapped: Result<(), wgpu::BufferAsyncError>) -> Result<TensorData, BackendError> {
         self.check_errors()?;
         mapped.map_err(|e| BackendError::Device(format!("reading a tensor back from the GPU failed: {e}")))?;
         let data = {
-            let view = rb.staging.slice(..).get_mapped_range().map_err(device_err)?;
+            let view = rb.staging.slice(..rb.bytes).get_mapped_range().map_err(device_err)?;
             bytemuck::pod_collect_to_vec::<u8, f32>(&view)
         };
         rb.staging.unmap();
+        self.pool.give_back_readback(rb.staging);
         Ok(TensorData { shape: rb.shape, data })
     }
 

@@ -16,12 +16,18 @@ use crate::backend::BackendError;
 
 /// Free buffers kept beyond this many bytes are released.
 const MAX_FREE_BYTES: u64 = 512 << 20;
+/// Read-back (MAP_READ) buffers kept for the next download: a forward pass
+/// reads back one or a few outputs.
+const MAX_FREE_READBACKS: usize = 4;
+const MAX_FREE_READBACK_BYTES: u64 = 64 << 20;
 
 pub(crate) struct Pool {
     device: wgpu::Device,
     /// The device's `max_storage_buffer_binding_size`: no tensor may exceed it.
     max_binding: u64,
     free: Mutex<Free>,
+    /// Unmapped read-back buffers, each of a size class.
+    readbacks: Mutex<Vec<wgpu::Buffer>>,
     /// Buffers let go (past `MAX_FREE_BYTES`): cached bind groups naming
     /// them would keep them alive, so the recorder drops its cache when this moves.
     released: AtomicU64,
@@ -61,7 +67,7 @@ const USAGE: wgpu::BufferUsages =
 impl Pool {
     pub fn new(device: wgpu::Device, max_binding: u64) -> Arc<Self> {
         // Whole 16-byte units (see `class`), so rounding never passes the limit.
-        Arc::new(Pool { device, max_binding: max_binding & !15, free: Mutex::new(Free::default()), released: AtomicU64::new(0), created: AtomicU64::new(0) })
+        Arc::new(Pool { device, max_binding: max_binding & !15, free: Mutex::new(Free::default()), readbacks: Mutex::default(), released: AtomicU64::new(0), created: AtomicU64::new(0) })
     }
 
     /// The allocation size for `bytes`: at least 16, rounded up to a size class
@@ -108,7 +114,30 @@ impl Pool {
         Ok(buffer.map(|b| PoolBuffer { buffer: Some(b), pool: self.clone() }))
     }
 
-    /// How many buffers the pool has created since it was made.
+    /// A read-back buffer of at least `bytes`: a free one of that size class,
+    /// or a new one. Hand it back with `give_back_readback` once unmapped.
+    pub fn take_readback(&self, bytes: u64) -> wgpu::Buffer {
+        let size = self.class(bytes);
+        if let Ok(mut free) = self.readbacks.lock() {
+            if let Some(i) = free.iter().position(|b| b.size() == size) {
+                return free.swap_remove(i);
+            }
+        }
+        self.created.fetch_add(1, Ordering::Relaxed);
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size, usage, mapped_at_creation: false })
+    }
+
+    pub fn give_back_readback(&self, buffer: wgpu::Buffer) {
+        if let Ok(mut free) = self.readbacks.lock() {
+            let bytes: u64 = free.iter().map(wgpu::Buffer::size).sum();
+            if free.len() < MAX_FREE_READBACKS && bytes + buffer.size() <= MAX_FREE_READBACK_BYTES {
+                free.push(buffer);
+            }
+        }
+    }
+
+    /// How many buffers (storage and read-back) the pool has created since it was made.
     pub fn created(&self) -> u64 {
         self.created.load(Ordering::Relaxed)
     }
