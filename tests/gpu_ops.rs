@@ -597,14 +597,18 @@ fn sew_d_tiny_60s_within_browser_limits() {
     common::assert_close(&format!("sew-d-tiny {seconds} s"), &got.data, &want.data, &got.shape, &want.shape, 2e-3);
 }
 
-/// A weight whose data disagrees with its shape is an error on both
+/// A weight whose data disagrees with its shape, or with a zero size (the
+/// GPU's GEMM would leave its output unwritten), is an error on both
 /// backends, never an out-of-bounds panic while its layout is changed.
 #[test]
 fn weights_whose_data_disagrees_with_their_shape_are_errors() {
     let short = TensorData { shape: vec![4, 3], data: vec![0.0; 11] };
     let conv = TensorData { shape: vec![4, 2, 3], data: vec![0.0; 23] };
     let spec = ConvSpec { in_channels: 2, out_channels: 4, kernel: 3, stride: 1, padding: 0, groups: 1, trim_end: 0 };
+    let empty = TensorData { shape: vec![4, 0], data: vec![] };
     let messages = [
+        Cpu.prepare_linear(&empty).unwrap_err().to_string(),
+        gpu().prepare_linear(&empty).unwrap_err().to_string(),
         Cpu.prepare_linear(&short).unwrap_err().to_string(),
         gpu().prepare_linear(&short).unwrap_err().to_string(),
         Cpu.prepare_conv(&conv, &spec).unwrap_err().to_string(),

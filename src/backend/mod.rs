@@ -32,6 +32,9 @@ pub(crate) fn shape_err(op: &'static str, message: impl Into<String>) -> Backend
 /// A weight whose data length disagrees with its shape (only a `TensorData`
 /// built by hand can; the loaders check) is an error, not a panic.
 pub(crate) fn check_weight(w: &TensorData, what: &'static str) -> Result<(), BackendError> {
+    if w.shape.contains(&0) {
+        return Err(shape_err(what, format!("shape {:?} has a zero size", w.shape)));
+    }
     let numel = w.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if numel != Some(w.data.len()) {
         return Err(shape_err(what, format!("shape {:?} does not match its {} values", w.shape, w.data.len())));

@@ -7,7 +7,7 @@ mod matmul;
 mod par;
 mod pool;
 
-use super::{conv_weight_as_gemm, shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
+use super::{check_weight, conv_weight_as_gemm, shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
 use crate::config::Activation;
 use crate::weights::TensorData;
 use matmul::{matmul, View};
@@ -73,6 +73,7 @@ impl Backend for Cpu {
         if w.shape.len() != 2 {
             return Err(shape_err("linear weight", format!("expected [out, in], got {:?}", w.shape)));
         }
+        check_weight(w, "linear weight")?;
         self.upload(&w.shape, &w.data)
     }
 
