@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 MIN=${1:-7}
 OUT=${OUT:-/tmp/out}
 D=training/data
-ASR_RESUME=${ASR_RESUME:-$D/asr_cpu_s10/model.pt}
+ASR_RESUME=${ASR_RESUME:-$D/asr_cpu_s11b/model.pt}
 KWS_RESUME=${KWS_RESUME:-$D/kws_gpu/model.pt}
 [ -n "$TRAIN_KWS" ] && export SYNTH_KWS=1
 
