@@ -96,7 +96,8 @@ impl<B: Backend> Pipeline<B> {
     /// Resamples to the model rate and normalizes as the feature extractor does.
     pub fn prepare(&self, audio: Audio) -> Result<Vec<f32>> {
         audio::validate(&audio.samples, "audio")?;
-        let mut samples = audio::resample(&audio.samples, audio.sample_rate, self.preprocessor.sampling_rate)?;
+        let mut samples = audio::resample(&audio.samples, audio.sample_rate, self.preprocessor.sampling_rate)
+            .map_err(audio::AudioError::to_model_rate)?;
         if self.preprocessor.do_normalize {
             audio::normalize(&mut samples);
         }

@@ -523,7 +523,9 @@ impl StreamSession {
         match self.input_rate {
             None => {
                 if sample_rate != self.model.sample_rate {
-                    self.resampler = Some(StreamResampler::new(sample_rate, self.model.sample_rate)?);
+                    self.resampler = Some(
+                        StreamResampler::new(sample_rate, self.model.sample_rate).map_err(AudioError::to_model_rate)?,
+                    );
                 }
                 self.input_rate = Some(sample_rate);
             }

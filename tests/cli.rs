@@ -242,6 +242,19 @@ fn bad_config_names_the_field() {
 }
 
 #[test]
+fn an_unreachable_model_rate_names_preprocessor_config() {
+    let dir = scratch("fast-rate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = common::fixtures().join("ctc_group_both_shared");
+    for f in ["config.json", "model.safetensors", "vocab.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join("preprocessor_config.json"), r#"{"sampling_rate": 2000000}"#).unwrap();
+    let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), &speech()]);
+    assert_error(&out, &["16000 Hz", "2000000 Hz", "preprocessor_config.json", "sampling_rate"]);
+}
+
+#[test]
 fn classify_with_a_ctc_model_is_refused() {
     let out = sewd(&["classify", "--model", &model("ctc_group_both_shared"), &speech()]);
     assert_error(&out, &["classification"]);

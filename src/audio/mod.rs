@@ -48,6 +48,24 @@ pub enum AudioError {
     },
 }
 
+impl AudioError {
+    /// Says where the target rate of a failed resample came from: in a
+    /// pipeline it is the model's, the `sampling_rate` of
+    /// `preprocessor_config.json`, which a user may not think of.
+    pub(crate) fn to_model_rate(self) -> Self {
+        match self {
+            AudioError::Resample { from_rate, to_rate, detail } => AudioError::Resample {
+                from_rate,
+                to_rate,
+                detail: format!(
+                    "{detail} (the audio is {from_rate} Hz; the model takes {to_rate} Hz, the sampling_rate of preprocessor_config.json)"
+                ),
+            },
+            e => e,
+        }
+    }
+}
+
 /// Mono audio.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audio {
