@@ -358,6 +358,21 @@ def case_list():
                 num_conv_pos_embedding_groups=4, hidden_act="gelu_python",
             ),
         ),
+        dict(
+            name="base_norel",
+            cls=SEWDModel,
+            save="save_pretrained",
+            audio=["speech_3s.wav"],
+            outputs=["last_hidden_state", "hidden_states"],
+            description="SEWDModel with relative_attention off but pos_att_type p2c+c2p still set: "
+            "no relative embeddings, yet transformers still divides the scores by sqrt(3 d).",
+            config=dict(
+                feat_extract_norm="group", conv_bias=False, squeeze_factor=2, relative_attention=False,
+                pos_att_type=["p2c", "c2p"], share_att_key=True, position_buckets=32,
+                max_position_embeddings=128, num_conv_pos_embeddings=31,
+                num_conv_pos_embedding_groups=4, hidden_act="gelu",
+            ),
+        ),
     ]
 
 

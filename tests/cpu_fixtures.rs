@@ -22,7 +22,8 @@ fixture_tests!(
     base_attentions_short,
     cls_weighted,
     cls_mean,
-    ctc_padded_batch
+    ctc_padded_batch,
+    base_norel
 );
 
 #[test]

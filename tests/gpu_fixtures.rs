@@ -30,12 +30,13 @@ fixture_tests!(
     base_attentions_short,
     cls_weighted,
     cls_mean,
-    ctc_padded_batch
+    ctc_padded_batch,
+    base_norel
 );
 
 #[test]
 fn every_fixture_case_is_listed() {
-    assert_eq!(common::CASES.len(), 7, "a fixture case was added: list it above too");
+    assert_eq!(common::CASES.len(), 8, "a fixture case was added: list it above too");
 }
 
 /// The bundled English model (trained weights, head size 36) through the

@@ -111,9 +111,11 @@ pub struct AttentionSpec {
 
 impl AttentionSpec {
     /// 1 / sqrt(head_dim * scale_factor), with scale_factor = 1 + #c2p + #p2c.
+    /// transformers counts the `pos_att_type` terms even when
+    /// `relative_attention` is off and they add nothing to the scores.
     pub fn scale(&self) -> f32 {
         let factor = 1 + self.c2p as usize + self.p2c as usize;
-        1.0 / ((self.head_dim * if self.relative { factor } else { 1 }) as f32).sqrt()
+        1.0 / ((self.head_dim * factor) as f32).sqrt()
     }
 }
 

@@ -126,4 +126,5 @@ pub const CASES: &[&str] = &[
     "cls_weighted",
     "cls_mean",
     "ctc_padded_batch",
+    "base_norel",
 ];

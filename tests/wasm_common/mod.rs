@@ -26,6 +26,7 @@ pub const CASES: &[&str] = &[
     "cls_weighted",
     "cls_mean",
     "ctc_padded_batch",
+    "base_norel",
 ];
 
 pub fn url(path: &str) -> String {
