@@ -20,6 +20,9 @@ pub struct ModelFiles {
     pub weights: WeightStore,
     pub vocab_json: Option<String>,
     pub preprocessor_json: Option<String>,
+    /// Names the special tokens (the CTC blank among them) when they are
+    /// not the `<pad>`, `<unk>`, `|` ... defaults.
+    pub tokenizer_config_json: Option<String>,
 }
 
 impl ModelFiles {
@@ -44,6 +47,7 @@ impl ModelFiles {
             weights: WeightStore::load_dir(dir)?,
             vocab_json: read("vocab.json")?,
             preprocessor_json: read("preprocessor_config.json")?,
+            tokenizer_config_json: read("tokenizer_config.json")?,
         })
     }
 }
@@ -71,7 +75,11 @@ impl<B: Backend> Pipeline<B> {
             Some(j) => PreprocessorConfig::from_json(j, "preprocessor_config.json")?,
             None => PreprocessorConfig::default(),
         };
-        let tokenizer = files.vocab_json.as_deref().map(|j| CtcTokenizer::from_vocab_json(j, "vocab.json")).transpose()?;
+        let tokenizer = files
+            .vocab_json
+            .as_deref()
+            .map(|vocab| CtcTokenizer::from_files(vocab, files.tokenizer_config_json.as_deref()))
+            .transpose()?;
         let model = SewdModel::load(&backend, config, &files.weights)?;
         if model.head == Head::Ctc {
             if let Some(t) = &tokenizer {

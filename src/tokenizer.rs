@@ -17,7 +17,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TokenizerError {
-    #[error("{source_name}: invalid vocab JSON: {detail}")]
+    #[error("{source_name}: invalid JSON: {detail}")]
     Json { source_name: String, detail: String },
     #[error("{source_name}: {detail}")]
     Vocab { source_name: String, detail: String },
@@ -183,6 +183,43 @@ impl CtcTokenizer {
             eos: "</s>".into(),
             word_delimiter: "|".into(),
         })
+    }
+
+    /// The tokenizer of a model directory: `vocab.json` with the special
+    /// tokens and `target_lang` of `tokenizer_config.json` when there is
+    /// one (a checkpoint fine-tuned with `[PAD]`/`[UNK]` names its blank
+    /// there; without it, `<pad>` would be taken for the blank and `[PAD]`
+    /// printed as text).
+    pub fn from_files(vocab_json: &str, tokenizer_config_json: Option<&str>) -> Result<Self, TokenizerError> {
+        const CONFIG: &str = "tokenizer_config.json";
+        let config = match tokenizer_config_json {
+            None => serde_json::Map::new(),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(m)) => m,
+                Ok(_) => return Err(vocab_err(CONFIG, "expected a JSON object")),
+                Err(e) => return Err(TokenizerError::Json { source_name: CONFIG.into(), detail: e.to_string() }),
+            },
+        };
+        // A token is a string or, in newer files, an AddedToken object.
+        let token = |field: &str, default: &str| -> Result<String, TokenizerError> {
+            match config.get(field) {
+                None | Some(serde_json::Value::Null) => Ok(default.to_string()),
+                Some(serde_json::Value::String(t)) => Ok(t.clone()),
+                Some(v) => match v.get("content").and_then(|c| c.as_str()) {
+                    Some(t) => Ok(t.to_string()),
+                    None => Err(vocab_err(CONFIG, format!("field '{field}': expected a token string, found {v}"))),
+                },
+            }
+        };
+        let lang = match config.get("target_lang") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(l)) => Some(l.as_str()),
+            Some(v) => return Err(vocab_err(CONFIG, format!("field 'target_lang': expected a string, found {v}"))),
+        };
+        let (pad, unk) = (token("pad_token", "<pad>")?, token("unk_token", "<unk>")?);
+        let (bos, eos) = (token("bos_token", "<s>")?, token("eos_token", "</s>")?);
+        let delimiter = token("word_delimiter_token", "|")?;
+        Ok(Self::from_vocab_json_lang(vocab_json, "vocab.json", lang)?.with_special_tokens(&pad, &unk, &bos, &eos, &delimiter))
     }
 
     /// Override the special tokens (defaults `<pad>`, `<unk>`, `<s>`, `</s>`,

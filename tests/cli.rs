@@ -254,6 +254,37 @@ fn an_unreachable_model_rate_names_preprocessor_config() {
     assert_error(&out, &["16000 Hz", "2000000 Hz", "preprocessor_config.json", "sampling_rate"]);
 }
 
+/// A checkpoint fine-tuned with `[PAD]`/`[UNK]` names them in tokenizer_config.json
+/// (as a string or an AddedToken object); its transcript must not show them.
+#[test]
+fn special_tokens_come_from_tokenizer_config() {
+    // The bundled model: it emits blanks and word breaks (the fixtures' random ones need not).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sewd-demo-en");
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clips/en_door.wav");
+    let clip = clip.to_str().unwrap();
+    let reference = sewd(&["transcribe", "--model", src.to_str().unwrap(), clip]);
+    assert!(reference.status.success() && reference.stdout.contains(&b' '));
+    let dir = scratch("bracket-tokens");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let vocab = std::fs::read_to_string(src.join("vocab.json")).unwrap();
+    std::fs::write(dir.join("vocab.json"), vocab.replace("<pad>", "[PAD]").replace("<unk>", "[UNK]").replace("\"|\"", "\"#\"")).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r##"{"pad_token": "[PAD]", "unk_token": {"content": "[UNK]", "special": true}, "word_delimiter_token": "#"}"##,
+    )
+    .unwrap();
+    let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), clip]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&reference.stdout));
+
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"pad_token": 7}"#).unwrap();
+    let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), clip]);
+    assert_error(&out, &["tokenizer_config.json", "pad_token"]);
+}
+
 #[test]
 fn classify_with_a_ctc_model_is_refused() {
     let out = sewd(&["classify", "--model", &model("ctc_group_both_shared"), &speech()]);

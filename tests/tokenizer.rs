@@ -250,7 +250,7 @@ fn bad_vocab_files() {
             .unwrap_err()
             .to_string()
     };
-    assert!(err("{not json").starts_with("bad/vocab.json: invalid vocab JSON"));
+    assert!(err("{not json").starts_with("bad/vocab.json: invalid JSON"));
     assert!(err("[1,2]").contains("JSON object"));
     assert!(err("{}").contains("empty"));
     assert!(err(r#"{"a": -1}"#).contains("\"a\""));

@@ -55,6 +55,7 @@ async fn cpu_pipeline(case: &str) -> Pipeline<Cpu> {
         weights: WeightStore::from_safetensors(&get(&format!("/m/p/{case}/model.safetensors")).await, "model.safetensors").unwrap(),
         vocab_json: Some(get_text(&format!("/m/p/{case}/vocab.json")).await),
         preprocessor_json: Some(get_text(&format!("/m/p/{case}/preprocessor_config.json")).await),
+        tokenizer_config_json: None,
     };
     Pipeline::new(Cpu, &files).unwrap()
 }

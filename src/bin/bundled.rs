@@ -50,6 +50,8 @@ impl BundledModel {
             weights: WeightStore::from_safetensors(self.safetensors, &source).map_err(|e| e.to_string())?,
             vocab_json: self.vocab.map(str::to_string),
             preprocessor_json: Some(self.preprocessor.to_string()),
+            // Both bundled models use the default special tokens.
+            tokenizer_config_json: None,
         })
     }
 }

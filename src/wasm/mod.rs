@@ -374,7 +374,7 @@ pub struct Recognizer {
 #[wasm_bindgen]
 impl Recognizer {
     /// Loads a model from a base URL in the Hugging Face layout (files
-    /// `config.json`, `vocab.json`, `preprocessor_config.json`,
+    /// `config.json`, `vocab.json`, `preprocessor_config.json`, `tokenizer_config.json`,
     /// `model.safetensors` or `pytorch_model.bin`) or a hub id.
     pub async fn load(
         model: String,
@@ -432,6 +432,10 @@ impl Recognizer {
         };
         let vocab_json = optional_text("vocab.json").await?;
         let preprocessor_json = optional_text("preprocessor_config.json").await?;
+        let tokenizer_config_json = match vocab_json {
+            Some(_) => optional_text("tokenizer_config.json").await?,
+            None => None,
+        };
         let weights = match get(SAFETENSORS_FILE).await? {
             (url, Some(b), downloaded) => {
                 let w = WeightStore::from_safetensors(&b, &url).map_err(js_error)?;
@@ -456,7 +460,7 @@ impl Recognizer {
                 }
             }
         };
-        let files = ModelFiles { config_json, weights, vocab_json, preprocessor_json };
+        let files = ModelFiles { config_json, weights, vocab_json, preprocessor_json, tokenizer_config_json };
 
         let (engine, keep) = build_engine(&backend, files).await.map_err(|e| js_error(format!("loading {here}: {e}")))?;
         if let Some(cache) = &cache {
