@@ -617,4 +617,18 @@ fn weights_whose_data_disagrees_with_their_shape_are_errors() {
     for m in messages {
         assert!(m.contains("weight") || m.contains("upload"), "{m}");
     }
+    // Groups that do not divide the channels (torch refuses them too), and stride 0.
+    let uneven = ConvSpec { in_channels: 12, out_channels: 10, kernel: 3, stride: 1, padding: 1, groups: 3, trim_end: 0 };
+    let w = TensorData { shape: vec![10, 4, 3], data: vec![0.5; 120] };
+    let still = ConvSpec { stride: 0, ..spec };
+    let w_still = TensorData { shape: vec![4, 2, 3], data: vec![0.5; 24] };
+    let messages = [
+        Cpu.prepare_conv(&w, &uneven).unwrap_err().to_string(),
+        gpu().prepare_conv(&w, &uneven).unwrap_err().to_string(),
+        Cpu.prepare_conv(&w_still, &still).unwrap_err().to_string(),
+        gpu().prepare_conv(&w_still, &still).unwrap_err().to_string(),
+    ];
+    for m in messages {
+        assert!(m.contains("weight") || m.contains("upload"), "{m}");
+    }
 }

@@ -47,6 +47,17 @@ pub(crate) fn check_weight(w: &TensorData, what: &'static str) -> Result<(), Bac
 /// channels-last input times the weight is one GEMM row. Returns the new
 /// shape and data.
 pub(crate) fn conv_weight_as_gemm(w: &TensorData, spec: &ConvSpec) -> Result<(Vec<usize>, Vec<f32>), BackendError> {
+    // As torch: groups must divide both channel counts (else whole output
+    // channels would be left unwritten on the GPU), and the stride is >= 1.
+    if spec.groups == 0 || spec.in_channels % spec.groups != 0 || spec.out_channels % spec.groups != 0 {
+        return Err(shape_err(
+            "conv weight",
+            format!("{} groups do not divide {} in and {} out channels", spec.groups, spec.in_channels, spec.out_channels),
+        ));
+    }
+    if spec.stride == 0 {
+        return Err(shape_err("conv weight", "stride 0"));
+    }
     let (cin_g, cout_g) = (spec.in_channels / spec.groups, spec.out_channels / spec.groups);
     if w.shape != [spec.out_channels, cin_g, spec.kernel] {
         return Err(shape_err("conv weight", format!("expected {:?}, got {:?}", [spec.out_channels, cin_g, spec.kernel], w.shape)));
