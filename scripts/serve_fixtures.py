@@ -16,6 +16,8 @@ Routes (every response has `Access-Control-Allow-Origin: *`):
                                     stops half way through its Content-Length
   /m/{tag}/badconfig/{file}         ctc_group_both_shared with an unsupported
                                     feat_extract_norm in config.json
+  /m/{tag}/huge/{file}              ctc_group_both_shared whose model.safetensors
+                                    claims a Content-Length of 3 GB (and sends nothing)
   /m/{tag}/nocors/{file}            ctc_group_both_shared without CORS headers
   /m/{tag}/nopt/{file}              ctc_group_both_shared with no weights at all
   /audio/{name}.wav                 tests/fixtures/models/{name}.wav
@@ -118,6 +120,13 @@ class Handler(BaseHTTPRequestHandler):
             if body is not None and name == "model.safetensors":
                 # Promise the whole file, send half, close the connection.
                 self.send(200, body[: len(body) // 2], ctype, length=len(body))
+                self.wfile.flush()
+                self.close_connection = True
+                return
+        elif case == "huge":
+            body = fixture(BASE_CASE, name)
+            if body is not None and name == "model.safetensors":
+                self.send(200, b"", ctype, length=3_000_000_000)
                 self.wfile.flush()
                 self.close_connection = True
                 return

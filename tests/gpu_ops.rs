@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use sewd::backend::cpu::Cpu;
 use sewd::backend::gpu::Gpu;
-use sewd::backend::{relative, AttentionSpec, Backend, ConvSpec};
+use sewd::backend::{relative, AttentionSpec, Backend, BackendError, ConvSpec};
 use sewd::config::Activation;
 use sewd::weights::TensorData;
 
@@ -631,4 +631,19 @@ fn weights_whose_data_disagrees_with_their_shape_are_errors() {
     for m in messages {
         assert!(m.contains("weight") || m.contains("upload"), "{m}");
     }
+}
+
+/// A tensor over the binding limit is a `Limit` error (the input is too
+/// large), not a `Device` error (the GPU failed, on which the browser moves
+/// the model to the CPU for good); the GPU goes on working.
+#[test]
+fn over_the_binding_limit_is_a_limit_error() {
+    let g = Gpu::new_with_browser_limits().unwrap_or_else(|e| panic!("{e}"));
+    let (max_binding, _) = g.limits();
+    let n = (max_binding / 4 + 1) as usize;
+    let err = g.upload(&[n], &vec![0.0; n]).unwrap_err();
+    assert!(matches!(err, BackendError::Limit(_)), "{err:?}");
+    assert!(err.to_string().contains("max_storage_buffer_binding_size"), "{err}");
+    let x = g.upload(&[2], &[1.0, 2.0]).unwrap();
+    assert_eq!(g.download(&x).unwrap().data, [1.0, 2.0]);
 }

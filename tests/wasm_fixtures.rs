@@ -214,6 +214,26 @@ async fn gpu_loss_falls_back_to_cpu() {
     assert_eq!(rec.backend(), "cpu");
 }
 
+/// A call over this GPU's limits (the attention maps of a long clip, over
+/// max_storage_buffer_binding_size) is refused with the limit named, and the
+/// model stays on the GPU: the input was too large, the GPU did not fail.
+#[wasm_bindgen_test]
+async fn a_call_over_the_gpu_limits_keeps_the_gpu() {
+    let rec = load_case("limit", "ctc_group_both_shared", "webgpu").await;
+    let (max_binding, _) = sewd::backend::gpu::Gpu::new_async().await.unwrap().limits();
+    // 2 heads x T x T floats just over the limit, at 640 samples per squeezed frame.
+    let frames = (max_binding as f64 / 8.0).sqrt() as usize + 64;
+    let n = frames * 640;
+    assert!(n <= 24_000_000, "a binding limit of {max_binding} bytes needs {n} samples: pick another trigger");
+    let noise: Vec<f32> = (0..n).map(|i| (i as f32 * 12.9898).sin() * 0.1).collect();
+    let err = message(&rec.forward(noise, 16_000, obj(&[("attentions", true.into())])).await.unwrap_err());
+    assert!(err.contains("max_storage_buffer_binding_size"), "{err}");
+    assert_eq!(rec.backend(), "webgpu", "a too-large input must not move the model to the CPU");
+    assert!(rec.fallback_reason().is_none());
+    let got = rec.transcribe(clip("speech_3s.wav").await, 16_000).await.unwrap_or_else(|e| panic!("{}", message(&e)));
+    assert!(!get_field(&got, "text").as_string().unwrap().is_empty());
+}
+
 /// Both futures, polled together (no executor crate in the wasm tests).
 async fn join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
     use std::task::Poll;

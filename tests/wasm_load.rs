@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use sewd::wasm::Recognizer;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
@@ -75,6 +76,7 @@ async fn errors_say_what_and_where() {
         (url("/m/e/truncated/"), cpu_no_cache(), vec![url("/m/e/truncated/model.safetensors")]),
         (url("/m/e/cut/"), cpu_no_cache(), vec![url("/m/e/cut/model.safetensors")]),
         (url("/m/e/badconfig/"), cpu_no_cache(), vec!["config.json".into(), "feat_extract_norm".into(), url("/m/e/badconfig/")]),
+        (url("/m/e/huge/"), cpu_no_cache(), vec![url("/m/e/huge/model.safetensors"), "3.0 GB".into()]),
         (url("/m/e/nocors/"), cpu_no_cache(), vec![url("/m/e/nocors/config.json"), "CORS".into()]),
         ("http://127.0.0.1:9/model/".into(), cpu_no_cache(), vec!["could not fetch http://127.0.0.1:9/model/config.json".into()]),
         ("a/b/c".into(), cpu_no_cache(), vec!["neither a URL".into()]),
@@ -89,6 +91,9 @@ async fn errors_say_what_and_where() {
             assert!(e.contains(n.as_str()), "{model}: error {e:?} should mention {n:?}");
         }
     }
+    // Neither a string nor a URL.
+    let e = message(&Recognizer::load(JsValue::from(7), cpu_no_cache()).await.err().expect("loaded from a number"));
+    assert!(e.contains("must be a hub id or URL string") && e.contains("number"), "{e}");
     // Bad input to a loaded model.
     let rec = load_case("e", "ctc_group_both_shared", "cpu").await;
     let short = message(&rec.transcribe(vec![0.1; 100], 16_000).await.unwrap_err());
@@ -163,4 +168,35 @@ async fn put_in_cache(url: &str, body: &str) {
     let cache: web_sys::Cache = wasm_bindgen_futures::JsFuture::from(caches.open("sewd-models-v1")).await.unwrap().dyn_into().unwrap();
     let resp = web_sys::Response::new_with_opt_str(Some(body)).unwrap();
     wasm_bindgen_futures::JsFuture::from(cache.put_with_str(url, &resp)).await.unwrap();
+}
+
+/// `Recognizer.load(new URL("./model/", import.meta.url))`, the bundlers' idiom.
+#[wasm_bindgen_test]
+async fn a_url_object_loads_like_its_href() {
+    let ctor: js_sys::Function = js_sys::Reflect::get(&js_sys::global(), &"URL".into()).unwrap().into();
+    let model = js_sys::Reflect::construct(&ctor, &js_sys::Array::of1(&url("/m/urlobj/ctc_group_both_shared/").into())).unwrap();
+    let rec = Recognizer::load(model, cpu_no_cache()).await.unwrap_or_else(|e| panic!("{}", message(&e)));
+    assert_eq!(rec.head(), "ctc");
+}
+
+/// Outside a secure context `caches` is undefined: clearing has nothing to
+/// do and says so, rather than throwing inside the future (which left the
+/// promise unsettled).
+#[wasm_bindgen_test]
+async fn clearing_without_the_cache_api_says_false() {
+    let global = js_sys::global();
+    let descriptor = js_sys::Object::new();
+    js_sys::Reflect::set(&descriptor, &"value".into(), &JsValue::UNDEFINED).unwrap();
+    js_sys::Reflect::set(&descriptor, &"configurable".into(), &true.into()).unwrap();
+    let saved = js_sys::Object::get_own_property_descriptor(&global.clone().into(), &"caches".into());
+    js_sys::Object::define_property(&global.clone().into(), &"caches".into(), &descriptor);
+    assert!(js_sys::Reflect::get(&global, &"caches".into()).unwrap().is_undefined(), "could not hide caches");
+    let result = Recognizer::clear_cache().await;
+    if saved.is_undefined() {
+        js_sys::Reflect::delete_property(&global.clone().into(), &"caches".into()).unwrap();
+    } else {
+        js_sys::Object::define_property(&global.clone().into(), &"caches".into(), &saved.into());
+    }
+    assert!(!js_sys::Reflect::get(&global, &"caches".into()).unwrap().is_undefined(), "caches not restored");
+    assert!(!result.map_err(|e| message(&e)).unwrap(), "nothing can have been deleted");
 }

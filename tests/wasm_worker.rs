@@ -33,11 +33,11 @@ async fn load_transcribe_and_cache_in_a_worker() {
     let opts = js_sys::Object::new();
     Reflect::set(&opts, &"backend".into(), &"cpu".into()).unwrap();
     let model = format!("{SERVER}/m/worker/ctc_group_both_shared/");
-    let rec = Recognizer::load(model.clone(), opts.clone().into()).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let rec = Recognizer::load(model.clone().into(), opts.clone().into()).await.unwrap_or_else(|e| panic!("{e:?}"));
     let wav = sewd::audio::read_wav(&get("/audio/speech_3s.wav").await, "speech_3s.wav").unwrap();
     let r = rec.transcribe(wav.samples, 16_000).await.unwrap();
     assert!(!Reflect::get(&r, &"text".into()).unwrap().as_string().unwrap().is_empty());
     let n = count("/m/worker/").await;
-    Recognizer::load(model, JsValue::from(opts)).await.unwrap();
+    Recognizer::load(model.into(), JsValue::from(opts)).await.unwrap();
     assert_eq!(count("/m/worker/").await, n, "the second load in a worker should come from the cache");
 }

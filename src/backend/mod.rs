@@ -19,8 +19,14 @@ use crate::weights::TensorData;
 pub enum BackendError {
     #[error("{op}: {message}")]
     Shape { op: &'static str, message: String },
+    /// The GPU failed (device lost, out of memory, an API error): a caller
+    /// may move to the CPU.
     #[error("{0}")]
     Device(String),
+    /// The input is too large for this GPU's limits (binding size,
+    /// workgroups per dimension, 32-bit indexing): the GPU itself is fine.
+    #[error("{0}")]
+    Limit(String),
     #[error("the {0} backend is not built yet")]
     Unavailable(&'static str),
 }

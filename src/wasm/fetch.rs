@@ -191,7 +191,14 @@ pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: 
         .ok()
         .flatten()
         .and_then(|v| v.trim().parse::<f64>().ok());
-    let mut bytes: Vec<u8> = Vec::with_capacity(total.unwrap_or(0.0).min(4e9) as usize);
+    // A wasm32 Vec holds under 2 GiB; asking for more would abort the module
+    // (and leave the load's promise unsettled) instead of failing.
+    let too_big = |n: f64| format!("{url} is {:.1} GB, over the {:.1} GB one file can have in WebAssembly's memory", n / 1e9, isize::MAX as f64 / 1e9);
+    if let Some(t) = total.filter(|&t| t > isize::MAX as f64) {
+        return Err(too_big(t));
+    }
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.try_reserve_exact(total.unwrap_or(0.0) as usize).map_err(|_| format!("{url}: out of memory for its {} bytes", total.unwrap_or(0.0)))?;
     progress.report(0.0, total, file, false);
     match resp.body() {
         Some(body) => {
@@ -210,7 +217,9 @@ pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: 
                 let value = Reflect::get(&chunk, &"value".into()).map_err(|e| js_text(&e))?;
                 let arr: Uint8Array = value.dyn_into().map_err(|_| format!("{url}: the body stream gave a chunk that is not bytes"))?;
                 let start = bytes.len();
-                bytes.resize(start + arr.length() as usize, 0);
+                let end = start.checked_add(arr.length() as usize).filter(|&e| e <= isize::MAX as usize).ok_or_else(|| too_big(start as f64 + arr.length() as f64))?;
+                bytes.try_reserve(end - start).map_err(|_| format!("{url}: out of memory after {start} bytes"))?;
+                bytes.resize(end, 0);
                 arr.copy_to(&mut bytes[start..]);
                 progress.report(bytes.len() as f64, total, file, false);
             }
@@ -252,6 +261,10 @@ pub async fn clear_cache() -> Result<bool, String> {
         Scope::Worker(w) => w.caches(),
     }
     .map_err(|e| format!("the Cache API is not available here: {}", js_text(&e)))?;
+    // Outside a secure context `caches` is undefined: there is nothing to delete.
+    if storage.is_undefined() || storage.is_null() {
+        return Ok(false);
+    }
     let deleted = JsFuture::from(storage.delete(CACHE_NAME)).await.map_err(|e| format!("deleting the cache {CACHE_NAME} failed: {}", js_text(&e)))?;
     Ok(deleted.is_truthy())
 }

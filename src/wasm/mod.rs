@@ -67,7 +67,7 @@ export interface StreamOptions {
   onPartial?: (text: string) => void;
   /** Newly final words (never revised); times are absolute seconds in the session. */
   onFinal?: (text: string, words: Word[]) => void;
-  /** A model run failed in the background; push() and finish() reject with it too. */
+  /** A model run failed in the background; push() then throws it and finish() rejects with it. */
   onError?: (error: Error) => void;
   /** Seconds of audio before the committed hop the model sees (default 4). */
   leftContext?: number;
@@ -124,6 +124,19 @@ pub(crate) fn option_fn(obj: &JsValue, name: &str) -> Result<Option<Function>, J
         None => Ok(None),
         Some(v) => v.dyn_into::<Function>().map(Some).map_err(|_| js_error(format!("option {name} must be a function"))),
     }
+}
+
+/// The `model` argument of `load`: a string, or a `URL` (its `href`).
+fn model_location(model: &JsValue) -> Result<String, JsValue> {
+    if let Some(s) = model.as_string() {
+        return Ok(s);
+    }
+    if model.is_object() {
+        if let Some(href) = Reflect::get(model, &"href".into()).ok().and_then(|h| h.as_string()) {
+            return Ok(href);
+        }
+    }
+    Err(js_error(format!("the model must be a hub id or URL string, or a URL object; got {}", model.js_typeof().as_string().unwrap_or_default())))
 }
 
 pub(crate) fn option_str(obj: &JsValue, name: &str) -> Result<Option<String>, JsValue> {
@@ -375,12 +388,14 @@ pub struct Recognizer {
 impl Recognizer {
     /// Loads a model from a base URL in the Hugging Face layout (files
     /// `config.json`, `vocab.json`, `preprocessor_config.json`, `tokenizer_config.json`,
-    /// `model.safetensors` or `pytorch_model.bin`) or a hub id.
+    /// `model.safetensors` or `pytorch_model.bin`) or a hub id. A `URL`
+    /// object (`new URL("./model/", import.meta.url)`) works too.
     pub async fn load(
-        model: String,
+        #[wasm_bindgen(unchecked_param_type = "string | URL")] model: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: JsValue,
     ) -> Result<Recognizer, JsValue> {
         PANIC_HOOK.call_once(console_error_panic_hook::set_once);
+        let model = model_location(&model)?;
         let backend = option_str(&options, "backend")?.unwrap_or_else(|| "auto".into());
         if !matches!(backend.as_str(), "auto" | "webgpu" | "cpu") {
             return Err(js_error(format!("option backend must be \"auto\", \"webgpu\" or \"cpu\", got {backend:?}")));

@@ -138,7 +138,7 @@ impl ProgressLog {
 }
 
 pub async fn load(model: &str, options: JsValue) -> Result<Recognizer, String> {
-    Recognizer::load(model.to_string(), options).await.map_err(|e| message(&e))
+    Recognizer::load(JsValue::from(model), options).await.map_err(|e| message(&e))
 }
 
 /// Loads fixture `case` from `/m/{tag}/{case}/` on `backend`, bypassing the cache.

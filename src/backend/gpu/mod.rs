@@ -99,7 +99,7 @@ fn device_err(e: impl std::fmt::Display) -> BackendError {
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32, BackendError> {
-    u32::try_from(v).map_err(|_| BackendError::Device(format!("{what} = {v} does not fit the GPU's 32-bit indexing")))
+    u32::try_from(v).map_err(|_| BackendError::Limit(format!("{what} = {v} does not fit the GPU's 32-bit indexing")))
 }
 
 impl Gpu {
@@ -290,7 +290,7 @@ impl Gpu {
         let bytes = shape
             .iter()
             .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
-            .ok_or_else(|| BackendError::Device(format!("{what} {shape:?}: the size overflows 64 bits")))?;
+            .ok_or_else(|| BackendError::Limit(format!("{what} {shape:?}: the size overflows 64 bits")))?;
         Ok(GpuTensor { buf: self.pool.take(bytes, what)?, shape })
     }
 
@@ -302,14 +302,14 @@ impl Gpu {
         }
         let y = n.div_ceil(max);
         if y > max {
-            return Err(BackendError::Device(format!("{n} workgroups exceed this GPU's {max}² limit")));
+            return Err(BackendError::Limit(format!("{n} workgroups exceed this GPU's {max}² limit")));
         }
         Ok([n.div_ceil(y) as u32, y as u32, 1])
     }
 
     fn groups(&self, g: [usize; 3], op: &str) -> Result<[u32; 3], BackendError> {
         if g.iter().any(|&v| v > self.max_groups as usize) {
-            return Err(BackendError::Device(format!("{op}: launch {g:?} exceeds max_compute_workgroups_per_dimension {}", self.max_groups)));
+            return Err(BackendError::Limit(format!("{op}: launch {g:?} exceeds max_compute_workgroups_per_dimension {}", self.max_groups)));
         }
         Ok([g[0] as u32, g[1] as u32, g[2] as u32])
     }

@@ -83,7 +83,7 @@ impl Pool {
 
     fn check(&self, bytes: u64, what: &str) -> Result<(), BackendError> {
         if bytes > self.max_binding {
-            return Err(BackendError::Device(format!(
+            return Err(BackendError::Limit(format!(
                 "{what} needs a {} MiB buffer, over this GPU's max_storage_buffer_binding_size of {} MiB; use a shorter clip or a smaller batch",
                 bytes >> 20,
                 self.max_binding >> 20
