@@ -234,6 +234,20 @@ async fn a_call_over_the_gpu_limits_keeps_the_gpu() {
     assert!(!get_field(&got, "text").as_string().unwrap().is_empty());
 }
 
+/// Attention maps of a 10-minute clip need more than wasm32's 4 GiB: the
+/// call fails with a message (a failed allocation used to abort the module,
+/// leaving the promise unsettled), and the model goes on working.
+#[wasm_bindgen_test]
+async fn running_out_of_memory_on_the_cpu_is_an_error() {
+    let rec = load_case("oom", "ctc_group_both_shared", "cpu").await;
+    // 2 heads x 16,000² floats per layer: 2 GB, twice over while gathered.
+    let noise: Vec<f32> = (0..16_000 * 640).map(|i| (i as f32 * 12.9898).sin() * 0.1).collect();
+    let err = message(&rec.forward(noise, 16_000, obj(&[("attentions", true.into())])).await.unwrap_err());
+    assert!(err.contains("out of memory") && err.contains("attention"), "{err}");
+    let got = rec.transcribe(clip("speech_3s.wav").await, 16_000).await.unwrap_or_else(|e| panic!("{}", message(&e)));
+    assert!(!get_field(&got, "text").as_string().unwrap().is_empty());
+}
+
 /// Both futures, polled together (no executor crate in the wasm tests).
 async fn join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
     use std::task::Poll;

@@ -11,7 +11,7 @@
 use super::matmul::{matmul, View};
 use super::{kernels, par, pool};
 use crate::backend::relative::index_table;
-use crate::backend::AttentionSpec;
+use crate::backend::{AttentionSpec, BackendError};
 
 const BLOCK: usize = 64;
 
@@ -30,7 +30,7 @@ pub fn attention(
     lengths: &[usize],
     spec: &AttentionSpec,
     want_probs: bool,
-) -> Output {
+) -> Result<Output, BackendError> {
     let batch = lengths.len();
     let (h, d) = (spec.heads, spec.head_dim);
     let hd = h * d;
@@ -40,7 +40,7 @@ pub fn attention(
     let c2p = spec.relative && spec.c2p;
     let p2c = spec.relative && spec.p2c;
 
-    let per_head = par::map(batch * h, |task| {
+    let per_head = par::map(batch * h, |task| -> Result<(Vec<f32>, Vec<f32>), BackendError> {
         let (b, head) = (task / h, task % h);
         let valid = lengths[b].min(len);
         let base = b * len * 3 * hd;
@@ -51,15 +51,15 @@ pub fn attention(
         // P2C for every key row, once per head.
         let mut p2c_all = Vec::new();
         if let (true, Some(pq)) = (p2c, pos_query) {
-            p2c_all = pool::zeros(len * two_span);
+            p2c_all = pool::zeros(&[len, two_span], "attention p2c")?;
             let k = View::rows(qkv, base + hd + head * d, 3 * hd);
             matmul(len, two_span, d, &mut p2c_all, 0, two_span, false, k, View::transposed(pq, head * d, hd), scale, false);
         }
 
-        let mut context = pool::zeros(len * d);
-        let mut probs = if want_probs { pool::zeros(len * len) } else { Vec::new() };
-        let mut scores = pool::zeros(BLOCK * len);
-        let mut c2p_blk = if c2p { pool::zeros(BLOCK * two_span) } else { Vec::new() };
+        let mut context = pool::zeros(&[len, d], "attention context")?;
+        let mut probs = if want_probs { pool::zeros(&[len, len], "attention probabilities")? } else { Vec::new() };
+        let mut scores = pool::zeros(&[BLOCK, len], "attention scores")?;
+        let mut c2p_blk = if c2p { pool::zeros(&[BLOCK, two_span], "attention c2p")? } else { Vec::new() };
 
         let mut i0 = 0;
         while i0 < len {
@@ -105,11 +105,13 @@ pub fn attention(
         pool::give(scores);
         pool::give(c2p_blk);
         pool::give(p2c_all);
-        (context, probs)
-    });
+        Ok((context, probs))
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
 
-    let mut context = pool::zeros(batch * len * hd);
-    let mut probs = if want_probs { Some(pool::zeros(batch * h * len * len)) } else { None };
+    let mut context = pool::zeros(&[batch, len, hd], "attention context")?;
+    let mut probs = if want_probs { Some(pool::zeros(&[batch, h, len, len], "attention probabilities")?) } else { None };
     for (task, (ctx, p)) in per_head.into_iter().enumerate() {
         let (b, head) = (task / h, task % h);
         for t in 0..len {
@@ -123,5 +125,5 @@ pub fn attention(
         pool::give(ctx);
         pool::give(p);
     }
-    Output { context, probs }
+    Ok(Output { context, probs })
 }

@@ -19,12 +19,6 @@ pub struct CpuTensor {
     pub data: Vec<f32>,
 }
 
-impl Clone for CpuTensor {
-    fn clone(&self) -> Self {
-        CpuTensor { shape: self.shape.clone(), data: pool::copy(&self.data) }
-    }
-}
-
 impl Drop for CpuTensor {
     fn drop(&mut self) {
         pool::give(std::mem::take(&mut self.data));
@@ -36,9 +30,12 @@ impl CpuTensor {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         CpuTensor { shape, data }
     }
-    fn zeros(shape: Vec<usize>) -> Self {
-        let n = shape.iter().product();
-        CpuTensor { shape, data: pool::zeros(n) }
+    fn zeros(shape: Vec<usize>, what: &'static str) -> Result<Self, BackendError> {
+        let data = pool::zeros(&shape, what)?;
+        Ok(CpuTensor { shape, data })
+    }
+    fn try_clone(&self, what: &'static str) -> Result<Self, BackendError> {
+        Ok(CpuTensor { shape: self.shape.clone(), data: pool::copy(&self.data, what)? })
     }
     /// `(batch, time, channels)` of a rank-3 activation.
     fn btc(&self, op: &'static str) -> Result<(usize, usize, usize), BackendError> {
@@ -66,7 +63,7 @@ impl Backend for Cpu {
         if shape.iter().product::<usize>() != data.len() {
             return Err(shape_err("upload", format!("shape {shape:?} does not hold {} values", data.len())));
         }
-        Ok(CpuTensor::new(shape.to_vec(), pool::copy(data)))
+        Ok(CpuTensor::new(shape.to_vec(), pool::copy(data, "upload")?))
     }
 
     fn prepare_linear(&self, w: &TensorData) -> Result<CpuTensor, BackendError> {
@@ -83,7 +80,7 @@ impl Backend for Cpu {
     }
 
     fn download(&self, t: &CpuTensor) -> Result<TensorData, BackendError> {
-        Ok(TensorData { shape: t.shape.clone(), data: t.data.clone() })
+        Ok(TensorData { shape: t.shape.clone(), data: pool::copy(&t.data, "download")? })
     }
 
     fn shape<'a>(&self, t: &'a CpuTensor) -> &'a [usize] {
@@ -99,7 +96,7 @@ impl Backend for Cpu {
         let cout = spec.out_channels;
         let (cin_g, cout_g) = (cin / spec.groups, cout / spec.groups);
         let window = spec.kernel * cin_g;
-        let mut out = CpuTensor::zeros(vec![batch, out_len, cout]);
+        let mut out = CpuTensor::zeros(vec![batch, out_len, cout], "conv1d output")?;
         if out_len == 0 {
             return Ok(out);
         }
@@ -119,8 +116,8 @@ impl Backend for Cpu {
                 continue;
             }
             // Grouped or padded: gather each group's windows (im2col), then one GEMM per group.
-            let cols = par::map(spec.groups, |g| {
-                let mut col = pool::zeros(out_len * window);
+            let cols = par::map(spec.groups, |g| -> Result<Vec<f32>, BackendError> {
+                let mut col = pool::zeros(&[out_len, window], "conv1d windows")?;
                 for t in 0..out_len {
                     for j in 0..spec.kernel {
                         let pos = (t * spec.stride + j) as isize - spec.padding as isize;
@@ -132,8 +129,10 @@ impl Backend for Cpu {
                         col[dst..dst + cin_g].copy_from_slice(&x_b[src..src + cin_g]);
                     }
                 }
-                col
-            });
+                Ok(col)
+            })
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
             for (g, col) in cols.iter().enumerate() {
                 let w_g = View::rows(&w.data, g * window * cout_g, cout_g);
                 matmul(out_len, cout_g, window, &mut out.data, dst_off + g * cout_g, cout, bias.is_some(), View::rows(col, 0, window), w_g, 1.0, true);
@@ -145,7 +144,7 @@ impl Backend for Cpu {
 
     fn group_norm_time(&self, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, eps: f32) -> Result<CpuTensor, BackendError> {
         let (batch, len, c) = x.btc("group_norm")?;
-        let mut out = x.clone();
+        let mut out = x.try_clone("group_norm output")?;
         for b in 0..batch {
             let data = &mut out.data[b * len * c..(b + 1) * len * c];
             // f64 accumulation: a channel is averaged over up to ~10^6 frames.
@@ -181,7 +180,7 @@ impl Backend for Cpu {
         if gamma.data.len() != c {
             return Err(shape_err("layer_norm", format!("{} weights for {c} channels", gamma.data.len())));
         }
-        let mut out = x.clone();
+        let mut out = x.try_clone("layer_norm output")?;
         if let Some(r) = residual {
             if r.shape != x.shape {
                 return Err(shape_err("layer_norm", format!("residual {:?} vs input {:?}", r.shape, x.shape)));
@@ -206,7 +205,7 @@ impl Backend for Cpu {
         let rows = x.data.len() / in_f.max(1);
         let mut shape = x.shape.clone();
         *shape.last_mut().expect("checked non-empty") = out_f;
-        let mut out = CpuTensor::zeros(shape);
+        let mut out = CpuTensor::zeros(shape, "linear output")?;
         if let Some(b) = b {
             for row in out.data.chunks_exact_mut(out_f) {
                 row.copy_from_slice(&b.data);
@@ -226,7 +225,7 @@ impl Backend for Cpu {
             return Err(shape_err("avg_pool", format!("position embeddings {:?} vs input {:?}", pos.shape, x.shape)));
         }
         let out_len = (len / factor).min(plen);
-        let mut out = CpuTensor::zeros(vec![batch, out_len, c]);
+        let mut out = CpuTensor::zeros(vec![batch, out_len, c], "avg_pool output")?;
         let inv = 1.0 / factor as f32;
         for b in 0..batch {
             for t in 0..out_len {
@@ -264,7 +263,7 @@ impl Backend for Cpu {
                 }
             }
         }
-        let out = attention::attention(&qkv.data, len, pos_key.map(|p| &p.data[..]), pos_query.map(|p| &p.data[..]), lengths, spec, want_probs);
+        let out = attention::attention(&qkv.data, len, pos_key.map(|p| &p.data[..]), pos_query.map(|p| &p.data[..]), lengths, spec, want_probs)?;
         let probs = out.probs.map(|p| CpuTensor::new(vec![batch, spec.heads, len, len], p));
         Ok((CpuTensor::new(vec![batch, len, hd], out.context), probs))
     }
@@ -277,7 +276,7 @@ impl Backend for Cpu {
         let c = width / factor;
         let have = t * factor;
         let keep = have.min(len);
-        let mut out = CpuTensor::zeros(vec![batch, len, c]);
+        let mut out = CpuTensor::zeros(vec![batch, len, c], "upsample output")?;
         for b in 0..batch {
             // [T, S·C] and [T·S, C] are the same memory: the reshape is a copy of rows.
             out.data[b * len * c..(b * len + keep) * c].copy_from_slice(&x.data[b * have * c..(b * have + keep) * c]);
@@ -297,7 +296,7 @@ impl Backend for Cpu {
 
     fn weighted_sum(&self, xs: &[&CpuTensor], weights: &[f32]) -> Result<CpuTensor, BackendError> {
         let first = xs.first().ok_or_else(|| shape_err("weighted_sum", "no inputs"))?;
-        let mut out = CpuTensor::zeros(first.shape.clone());
+        let mut out = CpuTensor::zeros(first.shape.clone(), "weighted_sum output")?;
         for (x, w) in xs.iter().zip(weights) {
             if x.shape != first.shape {
                 return Err(shape_err("weighted_sum", format!("{:?} vs {:?}", x.shape, first.shape)));
@@ -309,7 +308,7 @@ impl Backend for Cpu {
 
     fn masked_mean(&self, x: &CpuTensor, lengths: &[usize]) -> Result<CpuTensor, BackendError> {
         let (batch, len, c) = x.btc("masked_mean")?;
-        let mut out = CpuTensor::zeros(vec![batch, c]);
+        let mut out = CpuTensor::zeros(vec![batch, c], "masked_mean output")?;
         for b in 0..batch {
             let n = lengths.get(b).copied().unwrap_or(len).min(len);
             let dst = &mut out.data[b * c..(b + 1) * c];

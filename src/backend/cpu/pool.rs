@@ -6,29 +6,43 @@
 
 use std::sync::Mutex;
 
+use crate::backend::BackendError;
+
 /// Buffers smaller than this are left to the allocator.
 const MIN_LEN: usize = 1 << 14;
 const MAX_KEPT: usize = 48;
 
 static FREE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-/// A zero-filled buffer of `len` values.
-pub fn zeros(len: usize) -> Vec<f32> {
-    let mut v = take(len);
+/// A zero-filled buffer of `dims.product()` values.
+pub fn zeros(dims: &[usize], what: &'static str) -> Result<Vec<f32>, BackendError> {
+    let len = numel(dims, what)?;
+    let mut v = take(len, what)?;
     v.resize(len, 0.0);
-    v
+    Ok(v)
 }
 
 /// A copy of `src`.
-pub fn copy(src: &[f32]) -> Vec<f32> {
-    let mut v = take(src.len());
+pub fn copy(src: &[f32], what: &'static str) -> Result<Vec<f32>, BackendError> {
+    let mut v = take(src.len(), what)?;
     v.extend_from_slice(src);
-    v
+    Ok(v)
+}
+
+/// `dims.product()`, checked: on wasm32 a product such as heads·T·T wraps
+/// `usize` for long clips, which would allocate too little.
+fn numel(dims: &[usize], what: &'static str) -> Result<usize, BackendError> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize / 4)
+        .ok_or_else(|| BackendError::Limit(format!("{what} {dims:?} is too large to address on this machine; use a shorter clip")))
 }
 
 /// An empty buffer with room for `len` values: the smallest free one that
-/// fits without wasting more than half of it.
-fn take(len: usize) -> Vec<f32> {
+/// fits without wasting more than half of it. Running out of memory is an
+/// error, not an abort: in the browser an abort would leave the caller's
+/// promise unsettled with no message.
+fn take(len: usize, what: &'static str) -> Result<Vec<f32>, BackendError> {
     if len >= MIN_LEN {
         if let Ok(mut free) = FREE.lock() {
             let best = free
@@ -40,11 +54,21 @@ fn take(len: usize) -> Vec<f32> {
             if let Some(i) = best {
                 let mut v = free.swap_remove(i);
                 v.clear();
-                return v;
+                return Ok(v);
             }
         }
     }
-    Vec::with_capacity(len)
+    let mut v = Vec::new();
+    if v.try_reserve_exact(len).is_err() {
+        // Buffers kept for reuse may be what is missing: free them and retry.
+        if let Ok(mut free) = FREE.lock() {
+            free.clear();
+        }
+        v.try_reserve_exact(len).map_err(|_| {
+            BackendError::Limit(format!("out of memory: {what} needs {} MiB more; use a shorter clip", (len * 4) >> 20))
+        })?;
+    }
+    Ok(v)
 }
 
 pub fn give(v: Vec<f32>) {
