@@ -139,8 +139,17 @@ impl<B: Backend> Pipeline<B> {
         self.model.config.samples_per_frame() as f32 / self.preprocessor.sampling_rate as f32
     }
 
+    /// The tokenizer, or why this model cannot transcribe (no CTC head, no
+    /// vocab.json): a fault of the model, whatever audio is given.
+    pub fn ctc_tokenizer(&self) -> Result<&CtcTokenizer> {
+        if self.model.head != Head::Ctc {
+            return Err(ModelError::NoHead("CTC (lm_head)").into());
+        }
+        Ok(self.tokenizer.as_ref().ok_or_else(|| ModelError::Input("the model directory has no vocab.json, so it cannot transcribe".into()))?)
+    }
+
     pub fn transcribe(&self, audio: Audio) -> Result<Transcript> {
-        let tokenizer = self.tokenizer.as_ref().ok_or_else(|| ModelError::Input("the model directory has no vocab.json, so it cannot transcribe".into()))?;
+        let tokenizer = self.ctc_tokenizer()?;
         let samples = self.prepare(audio)?;
         let logits = self.logits(&samples)?;
         let vocab = logits.shape[1];

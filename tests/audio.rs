@@ -309,6 +309,18 @@ fn data_chunk_longer_than_file_is_read_up_to_the_last_frame() {
     assert_eq!(a.samples, vec![0.5, 0.25]);
 }
 
+/// A recorder stopped before it wrote the sizes: RIFF and data sizes 0.
+/// The samples after the data header are the audio (libsndfile reads them too).
+#[test]
+fn unfinalized_header_reads_the_rest_of_the_file() {
+    let mut bytes = write_wav(&mono(&[0.5, 0.25, -0.25, 0.125]), 16_000, Fmt::I16, false);
+    let data_at = bytes.windows(4).position(|w| w == b"data").unwrap();
+    bytes[data_at + 4..data_at + 8].copy_from_slice(&0u32.to_le_bytes());
+    bytes[4..8].copy_from_slice(&0u32.to_le_bytes());
+    let a = read_wav(&bytes, "unfinished.wav").unwrap();
+    assert_eq!(a.samples, vec![0.5, 0.25, -0.25, 0.125]);
+}
+
 fn err(bytes: &[u8]) -> String {
     read_wav(bytes, "bad.wav").unwrap_err().to_string()
 }

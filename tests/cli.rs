@@ -291,6 +291,24 @@ fn classify_with_a_ctc_model_is_refused() {
     assert_error(&out, &["classification"]);
 }
 
+/// A model that cannot transcribe is the model's fault: the error names the
+/// model directory, not the audio file, and comes before any audio is read.
+#[test]
+fn transcribe_with_a_classifier_names_the_model() {
+    let dir = model("cls_mean");
+    let out = sewd(&["transcribe", "--model", &dir, "/nonexistent.wav"]);
+    assert_error(&out, &[&dir, "CTC"]);
+}
+
+/// bench names the audio file its input errors come from, as the other commands do.
+#[test]
+fn bench_errors_name_the_audio_file() {
+    let path = scratch("one-sample.wav");
+    write_wav(&path, 16_000, &[0.5]);
+    let out = sewd(&["bench", "--model", &model("ctc_group_both_shared"), "--audio", path.to_str().unwrap()]);
+    assert_error(&out, &[path.to_str().unwrap(), "one sample"]);
+}
+
 #[test]
 fn gpu_backend_transcribes_like_the_cpu() {
     let args = |backend: &'static str| -> Vec<String> {

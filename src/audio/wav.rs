@@ -302,7 +302,10 @@ pub fn read_wav(bytes: &[u8], source: &str) -> Result<Audio, AudioError> {
             }
             b"data" => {
                 // Tolerate a data chunk longer than the file (streamed or
-                // truncated recordings): keep what is there.
+                // truncated recordings): keep what is there. A size of 0 with
+                // bytes after it is a recorder that never finalized its
+                // header: as libsndfile does, the rest of the file is the data.
+                let size = if size == 0 { available } else { size };
                 data = Some(&bytes[start..start + size.min(available)]);
             }
             _ => {}

@@ -187,17 +187,24 @@ enum ModelSource {
 }
 
 impl ModelSource {
+    fn describe(&self) -> String {
+        match self {
+            ModelSource::Dir(dir) => dir.display().to_string(),
+            ModelSource::Bundled(model) => format!("bundled model {}", model.name),
+        }
+    }
+
     fn or_bundled(dir: Option<PathBuf>, bundled: &'static BundledModel) -> Self {
         dir.map_or(ModelSource::Bundled(bundled), ModelSource::Dir)
     }
 }
 
 fn load<B: Backend>(backend: B, source: &ModelSource) -> Res<Pipeline<B>> {
-    let (files, name) = match source {
-        ModelSource::Dir(dir) => (ModelFiles::read_dir(dir).map_err(|e| e.to_string())?, dir.display().to_string()),
-        ModelSource::Bundled(model) => (model.files()?, format!("bundled model {}", model.name)),
+    let files = match source {
+        ModelSource::Dir(dir) => ModelFiles::read_dir(dir).map_err(|e| e.to_string())?,
+        ModelSource::Bundled(model) => model.files()?,
     };
-    Pipeline::new(backend, &files).map_err(|e| format!("{name}: {e}"))
+    Pipeline::new(backend, &files).map_err(|e| format!("{}: {e}", source.describe()))
 }
 
 fn read_audio(path: &Path) -> Res<audio::Audio> {
@@ -206,6 +213,7 @@ fn read_audio(path: &Path) -> Res<audio::Audio> {
 
 fn transcribe<B: Backend>(backend: B, model: &ModelSource, format: Format, files: &[PathBuf]) -> Res<()> {
     let pipe = load(backend, model)?;
+    pipe.ctc_tokenizer().map_err(|e| format!("{}: {e}", model.describe()))?;
     for file in files {
         let audio = read_audio(file)?;
         let seconds = audio.samples.len() as f64 / audio.sample_rate as f64;
@@ -256,8 +264,9 @@ fn bench<B: Backend>(backend: B, dir: &Path, wav: &Path, runs: usize) -> Res<()>
     let pipe = load(backend, &ModelSource::Dir(dir.to_path_buf()))?;
     let audio = read_audio(wav)?;
     let audio_s = audio.samples.len() as f64 / audio.sample_rate as f64;
-    let samples = pipe.prepare(audio).map_err(|e| e.to_string())?;
-    let pass = || timed_pass(&pipe, &samples);
+    let in_wav = |e: String| format!("{}: {e}", wav.display());
+    let samples = pipe.prepare(audio).map_err(|e| in_wav(e.to_string()))?;
+    let pass = || timed_pass(&pipe, &samples).map_err(in_wav);
     pass()?;
     let (mut times, mut records) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for i in 0..runs {
@@ -305,11 +314,12 @@ fn bench_profile(dir: &Path, wav: &Path) -> Res<()> {
     let pipe = load(gpu, &ModelSource::Dir(dir.to_path_buf()))?;
     let audio = read_audio(wav)?;
     let audio_s = audio.samples.len() as f64 / audio.sample_rate as f64;
-    let samples = pipe.prepare(audio).map_err(|e| e.to_string())?;
-    timed_pass(&pipe, &samples)?;
+    let in_wav = |e: String| format!("{}: {e}", wav.display());
+    let samples = pipe.prepare(audio).map_err(|e| in_wav(e.to_string()))?;
+    timed_pass(&pipe, &samples).map_err(in_wav)?;
     // The warm-up's timings (first use of every pipeline) are dropped.
     pipe.backend.take_profile().map_err(|e| e.to_string())?;
-    let (pass_ms, _) = timed_pass(&pipe, &samples)?;
+    let (pass_ms, _) = timed_pass(&pipe, &samples).map_err(in_wav)?;
     let profile = pipe.backend.take_profile().map_err(|e| e.to_string())?;
     let gpu_ms: f64 = profile.iter().map(|k| k.ms).sum();
     let dispatches: u64 = profile.iter().map(|k| k.dispatches).sum();

@@ -199,7 +199,7 @@ impl<B: Backend> SewdModel<B> {
         if shortest < min {
             return Err(ModelError::Input(format!(
                 "audio of {shortest} samples is too short: this model needs at least {min} samples ({} ms at 16 kHz)",
-                min * 1000 / 16_000
+                min as u64 * 1000 / 16_000
             )));
         }
         if let Some(i) = input.samples.iter().position(|v| !v.is_finite()) {
