@@ -51,7 +51,7 @@ struct Params {
     b_sb: u32, b_sh: u32, c_sb: u32, c_sh: u32,
     has_bias: u32, bias_sh: u32, act: u32, alpha: f32,
     cv_len: u32, cv_stride: u32, cv_pad: u32, cv_cin: u32,
-    cv_cin_g: u32, a_vec4: u32, b_vec4: u32, _p0: u32,
+    cv_cin_g: u32, a_vec4: u32, b_vec4: u32, m_start: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -79,7 +79,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let b_base = p.b_off + zb * p.b_sb + zi * p.b_sh;
     let c_base = p.c_off + zb * p.c_sb + zi * p.c_sh;
     let tm4 = WG_ROWS;
-    let m0 = wg.y * 4u * WG_ROWS;
+    let m0 = p.m_start + wg.y * 4u * WG_ROWS;
     let n0 = wg.x * TN;
 
     // A loader: invocation li fills row li/4, k columns (li%4)*4 .. +4.

@@ -647,3 +647,45 @@ fn over_the_binding_limit_is_a_limit_error() {
     let x = g.upload(&[2], &[1.0, 2.0]).unwrap();
     assert_eq!(g.download(&x).unwrap().data, [1.0, 2.0]);
 }
+
+/// GEMMs with more row tiles than one launch dimension allows are split
+/// over several dispatches, and 1-D launches are folded into two
+/// dimensions: the same results with the limit lowered to 8 workgroups (at
+/// the real 65535 it takes the first conv of a 22-minute clip to get there).
+#[test]
+fn launches_past_the_workgroup_limit_split_and_fold() {
+    let mut small = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    small.limit_workgroups_for_tests(8);
+    let g = &small;
+    let both = |shape: &[usize], seed: u64| {
+        let d = data(shape, seed);
+        (Cpu.upload(shape, &d.data).unwrap(), g.upload(shape, &d.data).unwrap())
+    };
+    let check = |what: &str, c: &<Cpu as Backend>::Tensor, t: &<Gpu as Backend>::Tensor| {
+        let (want, got) = (Cpu.download(c).unwrap(), g.download(t).unwrap());
+        common::assert_close(what, &got.data, &want.data, &got.shape, &want.shape, TOL);
+    };
+    // 64-row tiles (18 of them) and 32-row tiles (10), bias and activation.
+    for (rows, inp, out) in [(1090, 36, 100), (300, 20, 12)] {
+        let (xc, xg) = both(&[rows, inp], 1);
+        let w = data(&[out, inp], 2);
+        let (bc, bg) = both(&[out], 3);
+        let c = Cpu.linear(&xc, &Cpu.prepare_linear(&w).unwrap(), Some(&bc), Some(Activation::Gelu)).unwrap();
+        let t = g.linear(&xg, &g.prepare_linear(&w).unwrap(), Some(&bg), Some(Activation::Gelu)).unwrap();
+        check(&format!("linear {rows}x{inp}->{out}"), &c, &t);
+    }
+    // The first conv: two batch items stacked in the GEMM's rows, split mid-item.
+    let spec = ConvSpec { in_channels: 1, out_channels: 16, kernel: 10, stride: 5, padding: 0, groups: 1, trim_end: 0 };
+    let (xc, xg) = both(&[2, 4003, 1], 4);
+    let w = data(&[16, 1, 10], 5);
+    let c = Cpu.conv1d(&xc, &Cpu.prepare_conv(&w, &spec).unwrap(), None, &spec).unwrap();
+    let t = g.conv1d(&xg, &g.prepare_conv(&w, &spec).unwrap(), None, &spec).unwrap();
+    check("conv 2x4003", &c, &t);
+    // Folded: 20 elementwise workgroups, 50 layer-norm rows.
+    let (xc, xg) = both(&[1, 5000, 1], 6);
+    check("activate folded", &Cpu.activate(xc, Activation::Tanh).unwrap(), &g.activate(xg, Activation::Tanh).unwrap());
+    let (xc, xg) = both(&[50, 24], 7);
+    let (gc, gg) = both(&[24], 8);
+    let (bc, bg) = both(&[24], 9);
+    check("layer_norm folded", &Cpu.layer_norm(&xc, None, &gc, &bc, 1e-5).unwrap(), &g.layer_norm(&xg, None, &gg, &bg, 1e-5).unwrap());
+}

@@ -127,7 +127,9 @@ pub(crate) struct MatmulParams {
     pub a_vec4: u32,
     /// B's tile loads are aligned vec4s (set by `Gpu::matmul`).
     pub b_vec4: u32,
-    pub _pad: u32,
+    /// First row of this dispatch (set by `Gpu::matmul`, which splits a
+    /// GEMM with more row tiles than a launch dimension allows).
+    pub m_start: u32,
 }
 
 #[repr(C)]

@@ -155,6 +155,14 @@ impl Gpu {
         })
     }
 
+    /// Lowers the workgroups allowed per launch dimension, so that tests can
+    /// reach the split and folded launches that need millions of rows at
+    /// the real limit (65535).
+    #[doc(hidden)]
+    pub fn limit_workgroups_for_tests(&mut self, max: u32) {
+        self.max_groups = max.clamp(1, self.max_groups);
+    }
+
     /// The device's `(max_storage_buffer_binding_size, max_compute_workgroups_per_dimension)`.
     pub fn limits(&self) -> (u64, u32) {
         let l = self.device.limits();
@@ -336,7 +344,6 @@ impl Gpu {
         // linear layers on 16 s of audio make 42 to 168 64x64 tiles).
         let (n_tiles, m_tiles) = ((p.n as usize).div_ceil(64), (p.m as usize).div_ceil(64));
         let (kernel, m_tile) = if n_tiles * m_tiles * batches < MATMUL_SMALL_GRID { (&MATMUL_32, 32) } else { (&MATMUL, 64) };
-        let g = self.groups([n_tiles, (p.m as usize).div_ceil(m_tile), batches], "matmul")?;
         let mut p = *p;
         let x4 = |v: u32| v.is_multiple_of(4);
         // The vec4 views end at the last whole 16 bytes; pool buffers are
@@ -349,7 +356,21 @@ impl Gpu {
         let b_base = x4(p.b_off) && x4(p.b_sb) && x4(p.b_sh) && b.size().is_multiple_of(16);
         let b_within = if p.b_sn == 1 { x4(p.b_sk) && x4(p.n) } else { p.b_sk == 1 && x4(p.b_sn) && x4(p.k) };
         p.b_vec4 = (b_base && b_within) as u32;
-        self.run(kernel, &p, &[a, b, bias.unwrap_or(&self.dummy), c, a, b], g)
+        // Row tiles past the launch limit (the first conv of a long clip or
+        // a big batch is one GEMM of millions of rows) go in more dispatches.
+        let row_tiles = (p.m as usize).div_ceil(m_tile);
+        let per_launch = self.max_groups as usize;
+        let mut first = 0;
+        loop {
+            let count = (row_tiles - first).min(per_launch);
+            p.m_start = u32_of(first * m_tile, "matmul rows")?;
+            let g = self.groups([n_tiles, count, batches], "matmul")?;
+            self.run(kernel, &p, &[a, b, bias.unwrap_or(&self.dummy), c, a, b], g)?;
+            first += count;
+            if first >= row_tiles {
+                return Ok(());
+            }
+        }
     }
 
     fn elementwise(&self, k: &Kernel, p: &ElementwiseParams, src: &wgpu::Buffer, pos: &wgpu::Buffer, dst: &wgpu::Buffer, count: usize) -> Result<(), BackendError> {
