@@ -215,6 +215,7 @@ fn ten_minutes_stay_flat() {
     let total = rate as usize * 600;
     let mut s = StreamSession::for_pipeline(&p, StreamOptions::default()).unwrap();
     let mut hop_times: Vec<(f64, f64)> = Vec::new(); // (session time s, hop seconds)
+    let mut longest_window = 0usize;
     let mut max_buffered = 0usize;
     let mut words = 0usize;
     let mut logits = pipeline_logits(&p);
@@ -228,6 +229,7 @@ fn ten_minutes_stay_flat() {
         s.push_audio(&chunk[..n], rate).unwrap();
         pushed += n;
         while let Some(w) = s.next_window() {
+            longest_window = longest_window.max(w.samples.len());
             let t0 = Instant::now();
             let u = s.run_window(w, &mut logits).unwrap();
             hop_times.push((s.committed_seconds(), t0.elapsed().as_secs_f64()));
@@ -239,24 +241,30 @@ fn ten_minutes_stay_flat() {
     words += last.iter().map(|u| u.final_words.len()).sum::<usize>();
     assert!(s.committed_seconds() > 599.0, "committed {} s", s.committed_seconds());
 
+    // (10th percentile, median, hops) of the hop times in one minute of the session.
     let minute = |from: f64| {
         let mut v: Vec<f64> = hop_times.iter().filter(|(t, _)| *t > from && *t <= from + 60.0).map(|(_, d)| *d).collect();
         v.sort_by(f64::total_cmp);
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        (v[v.len() / 2], mean, v.len())
+        (v[v.len() / 10], v[v.len() / 2], v.len())
     };
-    let (first_median, first_mean, n1) = minute(0.0);
-    let (last_median, last_mean, n2) = minute(539.0);
+    let (first_fast, first_median, n1) = minute(0.0);
+    let (last_fast, last_median, n2) = minute(539.0);
     eprintln!(
-        "{} hops, {words} final words; first minute: {n1} hops median {:.2} ms mean {:.2} ms; last minute: {n2} hops median {:.2} ms mean {:.2} ms; max buffered {max_buffered} samples",
+        "{} hops, {words} final words; first minute: {n1} hops, 10th percentile {:.2} ms, median {:.2} ms; last minute: {n2} hops, {:.2} ms, {:.2} ms; longest window {longest_window} samples; max buffered {max_buffered} samples",
         hop_times.len(),
+        first_fast * 1e3,
         first_median * 1e3,
-        first_mean * 1e3,
-        last_median * 1e3,
-        last_mean * 1e3
+        last_fast * 1e3,
+        last_median * 1e3
     );
-    // Medians: the machine is shared, so single hops can stall either minute.
-    assert!(last_median < 1.5 * first_median, "hop time grew: {first_median} s → {last_median} s");
+    // The model's work per hop is bounded: no window is longer than left + hop + right
+    // context plus one frame of alignment, however long the session runs.
+    let window_bound = 16_000 * 4 + 8_000 + 16_000 + 640;
+    assert!(longest_window <= window_bound, "a window of {longest_window} samples (bound {window_bound})");
+    // And so is the rest of a hop's cost (bookkeeping that grew with the transcript would
+    // show here). The fast hops of each minute are compared, not the median: the machine
+    // may be shared, and load stalls many hops of one minute but rarely the fastest tenth.
+    assert!(last_fast < 2.0 * first_fast, "hop time grew: {first_fast} s → {last_fast} s (10th percentile)");
     // left (4 s) + alignment + hop + right + one resampler chunk of output.
     let bound = 16_000 * 4 + 640 + 8_000 + 16_000 + 2_000;
     assert!(max_buffered <= bound, "buffer grew to {max_buffered} samples (bound {bound})");
