@@ -61,8 +61,12 @@ bench:
 	$(VENV)/bin/python bench/cpu_vs_pytorch.py
 
 # Native CPU vs the wasm package in headless Chromium (CPU and WebGPU on
-# SwiftShader), one run; see bench/README.md. BENCH_ARGS, e.g. "--runs 3".
+# SwiftShader) vs onnxruntime-web on the same model, one run; see
+# bench/README.md. Needs the venv (for the ONNX export). BENCH_ARGS, e.g. "--runs 3".
 bench-browser: pkg cli
+	@if [ ! -f bench/node_modules/onnxruntime-web/package.json ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then \
+		cd bench && npm ci --no-audit --no-fund --loglevel=error; fi
+	$(VENV)/bin/python bench/export_onnx.py
 	node bench/browser.mjs $(BENCH_ARGS)
 
 VENV ?= .venv

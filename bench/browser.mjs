@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The same forward pass, side by side in one run: the native CPU backend
-// (`sewd bench`, all cores and one thread) and the wasm package (pkg/) in
-// headless Debian Chromium on its CPU backend and on WebGPU.
+// (`sewd bench`, all cores and one thread), the wasm package (pkg/) in
+// headless Debian Chromium on its CPU backend and on WebGPU, and the peer,
+// onnxruntime-web's wasm backend on the same model exported to ONNX
+// (bench/export_onnx.py), with one thread and with all cores.
 //
 //     node bench/browser.mjs [--model DIR] [--audio WAV] [--runs 5] [--gpu-runs 2]
 //                            [--timeout 900] [--chromium PATH] [--sewd PATH]
@@ -23,8 +25,14 @@
 // 32-character CTC vocabulary served in its place so transcribe() can run;
 // its text is meaningless, its timing is not.
 //
+// onnxruntime-web (bench/node_modules, `cd bench && npm ci`) is timed on
+// normalization + session.run() over the same samples, in a fresh page per
+// thread count (its thread count is fixed once per page). Its logits are
+// checked against sewd's forward() before any time is reported.
+//
 // Prints a table, then one JSON line: native_ms, native_1thread_ms,
-// wasm_cpu_ms, webgpu_ms, the ratios to native, and the WebGPU adapter.
+// wasm_cpu_ms, webgpu_ms, ort_wasm_1thread_ms, ort_wasm_threads_ms, the
+// ratios, the logits' agreement, the .wasm sizes and the WebGPU adapter.
 
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
@@ -35,6 +43,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const ORT_DIST = "bench/node_modules/onnxruntime-web/dist";
 
 function parseArgs(argv) {
   const args = {
@@ -209,6 +218,38 @@ const PAGE = `<!doctype html>
       state.rec?.free();
       state.rec = null;
     },
+    async logits() {
+      const out = await state.rec.forward(state.samples, state.rate);
+      return { shape: out.logits.shape, data: Array.from(out.logits.data) };
+    },
+    // onnxruntime-web: its thread count is read once, so one page per count.
+    async ortLoad(threads) {
+      const ort = await import("/${ORT_DIST}/ort.wasm.min.mjs");
+      ort.env.wasm.wasmPaths = "/${ORT_DIST}/";
+      ort.env.wasm.numThreads = threads;
+      const t0 = performance.now();
+      const session = await ort.InferenceSession.create("/__bench__/model/model.onnx", { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+      state.ort = { ort, session };
+      return { ms: performance.now() - t0, version: ort.env.versions?.web ?? null, threads: ort.env.wasm.numThreads };
+    },
+    // What transcribe() does before its model pass (Wav2Vec2FeatureExtractor's
+    // normalization), then the pass; the logits only when asked for.
+    async ortOnce(withLogits) {
+      const { ort, session } = state.ort;
+      const x = state.samples;
+      const t0 = performance.now();
+      let mean = 0;
+      for (let i = 0; i < x.length; i++) mean += x[i];
+      mean /= x.length;
+      let sq = 0;
+      for (let i = 0; i < x.length; i++) sq += (x[i] - mean) ** 2;
+      const inv = 1 / Math.sqrt(sq / x.length + 1e-7);
+      const input = new Float32Array(x.length);
+      for (let i = 0; i < x.length; i++) input[i] = (x[i] - mean) * inv;
+      const out = await session.run({ input_values: new ort.Tensor("float32", input, [1, x.length]) });
+      const ms = performance.now() - t0;
+      return { ms, shape: out.logits.dims, data: withLogits ? Array.from(out.logits.data) : null };
+    },
   };
   window.benchReady = true;
 </script>
@@ -329,8 +370,51 @@ async function benchInPage(page, log, backend, runs, timeout) {
     if (i > 0) times.push(r.ms);
     text = r.text;
   }
+  const logits = backend === "cpu" ? await page.evaluate(() => window.bench.logits()) : null;
   await page.evaluate(() => window.bench.free());
-  return { ms: median(times), times, loadMs: loaded.ms, text };
+  return { ms: median(times), times, loadMs: loaded.ms, text, logits };
+}
+
+/** onnxruntime-web with `threads` threads in a fresh page: load, one warm-up (whose logits are kept), `runs` timed passes. */
+async function benchOrtInPage(browser, base, threads, runs, timeout) {
+  const { page, log } = browser;
+  const fail = (msg) => new Error(`${msg}\n--- page console ---\n${log.join("\n")}`);
+  await openBenchPage(page, log, base);
+  const loaded = await withTimeout(page.evaluate((n) => window.bench.ortLoad(n), threads), timeout, "onnxruntime-web load").catch((e) => {
+    throw fail(`onnxruntime-web InferenceSession.create failed: ${e.message}`);
+  });
+  console.error(`  onnxruntime-web ${loaded.version}, ${loaded.threads} thread(s): session created in ${loaded.ms.toFixed(0)} ms`);
+  const times = [];
+  let logits = null;
+  for (let i = 0; i <= runs; i++) {
+    const r = await withTimeout(page.evaluate((w) => window.bench.ortOnce(w), i === 0), timeout, `onnxruntime-web pass ${i}`).catch((e) => {
+      throw fail(`onnxruntime-web session.run failed: ${e.message}`);
+    });
+    console.error(`  onnxruntime-web ${threads} thread(s): ${i === 0 ? "warm-up" : `run ${i}`} ${r.ms.toFixed(1)} ms`);
+    if (i === 0) logits = r;
+    else times.push(r.ms);
+  }
+  return { ms: median(times), times, loadMs: loaded.ms, version: loaded.version, logits };
+}
+
+/** Largest |a - b| over the largest |b|: 0 when the two passes agree exactly. */
+function logitsError(a, b) {
+  if (a.shape.join("x") !== b.shape.join("x")) throw new Error(`sewd logits ${a.shape.join("x")} vs onnxruntime-web ${b.shape.join("x")}`);
+  let worst = 0;
+  let peak = 0;
+  for (let i = 0; i < b.data.length; i++) {
+    worst = Math.max(worst, Math.abs(a.data[i] - b.data[i]));
+    peak = Math.max(peak, Math.abs(b.data[i]));
+  }
+  return worst / peak;
+}
+
+async function openBenchPage(page, log, base) {
+  await page.goto(`${base}/__bench__/`);
+  await page.waitForFunction(() => window.benchReady === true, null, { timeout: 60_000 }).catch((e) => {
+    throw new Error(`the bench page did not start: ${e.message}\n${log.join("\n")}`);
+  });
+  return withTimeout(page.evaluate(() => window.bench.setup()), 120, "page setup");
 }
 
 // ----------------------------------------------------------------- main ---
@@ -342,6 +426,8 @@ function checkInputs(args) {
     [path.join(ROOT, "pkg/sewd_bg.wasm"), "run `make pkg`"],
     [args.chromium, "install Debian's chromium (scripts/setup.sh)"],
     [path.join(args.model, "config.json"), "create it with bench/cpu_vs_pytorch.py, or pass --model"],
+    [path.join(args.model, "model.onnx"), "export it with bench/export_onnx.py (`make bench-browser` does)"],
+    [path.join(ROOT, ORT_DIST, "ort.wasm.min.mjs"), "run `cd bench && npm ci`"],
     [args.audio, "pass --audio"],
   ];
   for (const [file, fix] of need) if (!fs.existsSync(file)) throw new Error(`missing ${file}: ${fix}`);
@@ -380,14 +466,12 @@ async function main() {
   let gpu;
   let adapter;
   let setup;
+  const cores = os.availableParallelism?.() ?? os.cpus().length;
+  const ort = {};
   try {
     browser = await launchChromium(args);
     const { page, log } = browser;
-    await page.goto(`${base}/__bench__/`);
-    await page.waitForFunction(() => window.benchReady === true, null, { timeout: 60_000 }).catch((e) => {
-      throw new Error(`the bench page did not start: ${e.message}\n${log.join("\n")}`);
-    });
-    setup = await withTimeout(page.evaluate(() => window.bench.setup()), 120, "page setup");
+    setup = await openBenchPage(page, log, base);
     if (!setup.crossOriginIsolated) console.error("warning: the page is not cross-origin isolated (COOP/COEP headers missing?)");
     console.error(`Chromium ${browser.version}; wasm CPU backend, ${args.runs} runs ...`);
     cpu = await benchInPage(page, log, "cpu", args.runs, args.timeout);
@@ -395,6 +479,11 @@ async function main() {
     if (!adapter) throw new Error(`Chromium offers no WebGPU adapter (navigator.gpu ${setup.webgpu ? "present" : "missing"})\n${log.join("\n")}`);
     console.error(`WebGPU adapter: ${[adapter.vendor, adapter.architecture, adapter.device, adapter.description].filter(Boolean).join(" / ") || "(no description)"}; ${args.gpuRuns} runs ...`);
     gpu = await benchInPage(page, log, "webgpu", args.gpuRuns, args.timeout);
+    if (audio.rate !== 16_000) throw new Error(`the ONNX model takes 16 kHz input; ${args.audio} is ${audio.rate} Hz (pass a 16 kHz --audio)`);
+    for (const threads of [1, cores]) {
+      console.error(`onnxruntime-web wasm, ${threads} thread(s), ${args.runs} runs ...`);
+      ort[threads] = await benchOrtInPage(browser, base, threads, args.runs, args.timeout);
+    }
   } finally {
     await browser?.close().catch(() => {});
     server.close();
@@ -402,17 +491,25 @@ async function main() {
 
   const adapterText = [adapter.vendor, adapter.architecture, adapter.device, adapter.description].filter(Boolean).join(" / ") || null;
   const rows = [
-    [`native CPU, ${os.availableParallelism?.() ?? os.cpus().length} threads`, native.median_ms, args.runs],
+    [`native CPU, ${cores} threads`, native.median_ms, args.runs],
     ["native CPU, 1 thread", native1.median_ms, args.runs],
     ["wasm CPU (Chromium, 1 thread)", cpu.ms, args.runs],
     [`WebGPU (Chromium${adapterText ? `, ${adapterText}` : ""})`, gpu.ms, args.gpuRuns],
+    [`onnxruntime-web ${ort[1].version} wasm, 1 thread`, ort[1].ms, args.runs],
+    [`onnxruntime-web ${ort[cores].version} wasm, ${cores} threads`, ort[cores].ms, args.runs],
   ];
+  // Both must compute the same thing before their times mean anything.
+  const agreement = Math.max(logitsError(cpu.logits, ort[1].logits), logitsError(cpu.logits, ort[cores].logits));
+  if (!(agreement < 1e-3)) throw new Error(`sewd and onnxruntime-web disagree: logits differ by ${agreement.toExponential(2)} of the largest`);
+  const sizes = { sewd_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/sewd_bg.wasm")).size, ort_wasm_bytes: fs.statSync(path.join(ROOT, ORT_DIST, "ort-wasm-simd-threaded.wasm")).size };
   const w = Math.max(...rows.map((r) => r[0].length));
   console.log(`\n${audioS.toFixed(2)} s of audio, ${path.relative(ROOT, args.model) || args.model}; median of N runs after one warm-up`);
   console.log(`${"".padEnd(w)}  ${"ms".padStart(10)}  ${"RTF".padStart(7)}  ${"× native".padStart(9)}  N`);
   for (const [name, ms, n] of rows) {
     console.log(`${name.padEnd(w)}  ${ms.toFixed(1).padStart(10)}  ${(ms / 1000 / audioS).toFixed(4).padStart(7)}  ${(ms / native.median_ms).toFixed(2).padStart(8)}×  ${n}`);
   }
+  console.log(`sewd wasm CPU vs onnxruntime-web wasm: ${(ort[1].ms / cpu.ms).toFixed(2)}× (1 thread each), ${(ort[cores].ms / cpu.ms).toFixed(2)}× (onnxruntime-web on ${cores} threads); logits agree to ${agreement.toExponential(1)} of the largest`);
+  console.log(`.wasm: sewd ${(sizes.sewd_wasm_bytes / 1e6).toFixed(2)} MB, onnxruntime-web ${(sizes.ort_wasm_bytes / 1e6).toFixed(2)} MB (plus the model: ${(fs.statSync(path.join(args.model, "model.safetensors")).size / 1e6).toFixed(1)} MB safetensors, ${(fs.statSync(path.join(args.model, "model.onnx")).size / 1e6).toFixed(1)} MB ONNX)`);
   if (cpu.text !== gpu.text) console.log("note: the wasm CPU and WebGPU transcripts differ (expected only within GPU tolerance on near-tied frames)");
   console.log(
     JSON.stringify({
@@ -424,6 +521,14 @@ async function main() {
       wasm_cpu_over_native: round(cpu.ms / native.median_ms, 3),
       webgpu_over_native: round(gpu.ms / native.median_ms, 3),
       wasm_cpu_over_native_1thread: round(cpu.ms / native1.median_ms, 3),
+      ort_wasm_1thread_ms: round(ort[1].ms, 2),
+      ort_wasm_threads_ms: round(ort[cores].ms, 2),
+      ort_threads: cores,
+      ort_version: ort[1].version,
+      ort_1thread_over_wasm_cpu: round(ort[1].ms / cpu.ms, 3),
+      ort_threads_over_wasm_cpu: round(ort[cores].ms / cpu.ms, 3),
+      logits_vs_ort: agreement,
+      ...sizes,
       webgpu_adapter: adapterText,
       runs: args.runs,
       gpu_runs: args.gpuRuns,
