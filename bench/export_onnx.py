@@ -23,13 +23,10 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
+from transformers import Wav2Vec2FeatureExtractor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_vs_pytorch import CACHE, ROOT, read_wav, tiny_model  # noqa: E402
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / np.sqrt(x.var() + 1e-7)
 
 
 def main():
@@ -58,7 +55,8 @@ def main():
     onnx.save(program.model_proto, tmp, save_as_external_data=False)
     print(f"exported in {time.time() - t0:.0f} s")
 
-    speech = normalize(read_wav(ROOT / "tests/fixtures/models/speech_16s.wav"))[None, :]
+    speech = Wav2Vec2FeatureExtractor()(read_wav(ROOT / "tests/fixtures/models/speech_16s.wav"), sampling_rate=16000,
+                                        return_tensors="np").input_values.astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(speech)).logits.numpy()
     session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
