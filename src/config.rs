@@ -207,6 +207,17 @@ impl Parser<'_> {
         }
     }
 
+    /// A normalization epsilon: zero or less would divide by zero (or take the
+    /// root of a negative number) on a silent stretch, so it is refused here.
+    fn epsilon(&self, field: &str, default: f64) -> Result<f32, ConfigError> {
+        let v = self.float(field, default)?;
+        let eps = v as f32;
+        if !(eps > 0.0 && eps.is_finite()) {
+            return Err(self.err(field, format!("must be a positive number (got {v})")));
+        }
+        Ok(eps)
+    }
+
     fn boolean(&self, field: &str, default: bool) -> Result<bool, ConfigError> {
         match self.raw(field) {
             None => Ok(default),
@@ -392,8 +403,8 @@ impl Parser<'_> {
             p2c,
             norm_rel_ebd,
             hidden_act: self.activation("hidden_act", "gelu_python")?,
-            layer_norm_eps: self.float("layer_norm_eps", 1e-7)? as f32,
-            feature_layer_norm_eps: self.float("feature_layer_norm_eps", 1e-5)? as f32,
+            layer_norm_eps: self.epsilon("layer_norm_eps", 1e-7)?,
+            feature_layer_norm_eps: self.epsilon("feature_layer_norm_eps", 1e-5)?,
             feat_extract_norm,
             feat_extract_activation: self.activation("feat_extract_activation", "gelu")?,
             conv_dim,
@@ -511,6 +522,12 @@ mod tests {
         assert!(e.contains("pos_att_type"), "{e}");
         let e = parse("[1]").unwrap_err().to_string();
         assert!(e.contains("config.json"), "{e}");
+        for bad in ["-1e-5", "0", "1e-50"] {
+            let e = parse(&format!(r#"{{"layer_norm_eps":{bad}}}"#)).unwrap_err().to_string();
+            assert!(e.contains("layer_norm_eps") && e.contains("positive"), "{e}");
+        }
+        let e = parse(r#"{"feature_layer_norm_eps":-0.5}"#).unwrap_err().to_string();
+        assert!(e.contains("feature_layer_norm_eps"), "{e}");
     }
 
     /// Values whose products would overflow (wasm32's usize is 32 bits) or
