@@ -3,6 +3,8 @@
   python training/export.py asr   # training/data/asr_run -> models/sewd-demo-en
   python training/export.py kws   # training/data/kws_run -> models/sewd-demo-kws
   python training/export.py asr training/data/asr_run_x   # another run directory
+  python training/export.py asr RUN --f16   # float16 weights: half the size (a widened model
+                                            # fits the 10 MB budget); sewd computes in float32
 """
 import json
 import sys
@@ -18,20 +20,27 @@ from train_asr import DATA, asr_config  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main(task, run_dir=None):
+def main(task, run_dir=None, dtype=None):
     from transformers import (SEWDForCTC, SEWDForSequenceClassification, Wav2Vec2CTCTokenizer,
                               Wav2Vec2FeatureExtractor, Wav2Vec2Processor)
     fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=C.SR, padding_value=0.0, do_normalize=True,
                                   return_attention_mask=False)
     if task == "asr":
         from train_asr import asr_config as cfg
-        model, run, out = SEWDForCTC(cfg()), DATA / "asr_run", ROOT / "models" / "sewd-demo-en"
+        cls, run, out = SEWDForCTC, DATA / "asr_run", ROOT / "models" / "sewd-demo-en"
     else:
         from train_kws import kws_config as cfg
-        model, run, out = SEWDForSequenceClassification(cfg()), DATA / "kws_run", ROOT / "models" / "sewd-demo-kws"
+        cls, run, out = SEWDForSequenceClassification, DATA / "kws_run", ROOT / "models" / "sewd-demo-kws"
     run = Path(run_dir) if run_dir else run
+    # a run's own config.json (written when it ends) knows options such as --ffn
+    config = type(cfg()).from_pretrained(run) if (run / "config.json").exists() else cfg()
+    model = cls(config)
     model.load_state_dict(torch.load(run / "model.pt"))
     model.eval()
+    if dtype == "--f16":
+        model = model.half()
+    elif dtype is not None:
+        sys.exit(f"unknown option {dtype} (expected --f16)")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     if task == "asr":
@@ -49,4 +58,4 @@ def main(task, run_dir=None):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

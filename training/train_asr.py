@@ -70,6 +70,29 @@ def edit_distance(a, b):
     return d[len(b)]
 
 
+def grow_ffn(model, state):
+    """Loads `state` into `model`, whose feed-forward layers may be wider than the
+    state's. The extra hidden units keep their random input weights and get zero
+    output weights, so the grown model computes exactly what the state did and
+    the new units start learning from there (Net2Net-style widening).
+    Returns whether anything was widened."""
+    own, grown = model.state_dict(), False
+    for k, v in state.items():
+        want = own[k].shape
+        if v.shape == want:
+            continue
+        n = v.shape[0] if k.endswith("intermediate.dense.weight") or k.endswith("intermediate.dense.bias") else None
+        if n is not None and v.shape[1:] == want[1:] and n < want[0]:
+            state[k] = torch.cat([v, own[k][n:]], 0)
+        elif k.endswith("output.dense.weight") and v.shape[0] == want[0] and v.shape[1] < want[1]:
+            state[k] = torch.cat([v, torch.zeros(want[0], want[1] - v.shape[1])], 1)
+        else:
+            raise SystemExit(f"--resume: {k} has shape {tuple(v.shape)}, the model wants {tuple(want)}")
+        grown = True
+    model.load_state_dict(state)
+    return grown
+
+
 def cpu_has_bf16():
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -213,6 +236,8 @@ def main():
     ap.add_argument("--threads-file", default="",
                     help="a file holding a thread count, re-read every step (to use cores another job frees)")
     ap.add_argument("--resume", default="", help="a whole SEWDForCTC state dict to continue from")
+    ap.add_argument("--ffn", type=int, default=576,
+                    help="intermediate_size; larger than the resumed model's widens it (see grow_ffn)")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast for the forward pass (weights, gradients, optimizer and the CTC "
@@ -234,15 +259,15 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     from transformers import SEWDForCTC
-    config = asr_config()
+    config = asr_config(intermediate_size=a.ffn)
     model = SEWDForCTC(config)
     if a.init:
         sd = {k: v for k, v in torch.load(a.init, map_location="cpu").items() if k.startswith("sew_d.")}
         missing, unexpected = model.load_state_dict(sd, strict=False)
         print(f"init from {a.init}: missing {missing}", flush=True)
     if a.resume:
-        model.load_state_dict(torch.load(a.resume, map_location="cpu"))
-        print(f"resumed from {a.resume}", flush=True)
+        grown = grow_ffn(model, torch.load(a.resume, map_location="cpu"))
+        print(f"resumed from {a.resume}" + (f" (feed-forward layers widened to {a.ffn})" if grown else ""), flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)
 
