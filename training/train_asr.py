@@ -70,6 +70,18 @@ def edit_distance(a, b):
     return d[len(b)]
 
 
+def load_state(path):
+    """A state dict from a run's model.pt or from an exported model directory
+    (whose weights may be float16: training is in float32)."""
+    if Path(path).is_dir():
+        from transformers import SEWDForCTC
+        return {k: v.float() for k, v in SEWDForCTC.from_pretrained(path).state_dict().items()}
+    return torch.load(path, map_location="cpu")
+
+
+FFN_IN = "sew_d.encoder.encoder.layer.0.intermediate.dense.weight"
+
+
 def grow_ffn(model, state):
     """Loads `state` into `model`, whose feed-forward layers may be wider than the
     state's. The extra hidden units keep their random input weights and get zero
@@ -235,9 +247,11 @@ def main():
                     "from the first steps, which gets the transformer off the all-blank plateau sooner")
     ap.add_argument("--threads-file", default="",
                     help="a file holding a thread count, re-read every step (to use cores another job frees)")
-    ap.add_argument("--resume", default="", help="a whole SEWDForCTC state dict to continue from")
-    ap.add_argument("--ffn", type=int, default=576,
-                    help="intermediate_size; larger than the resumed model's widens it (see grow_ffn)")
+    ap.add_argument("--resume", default="", help="a whole SEWDForCTC state dict (model.pt) to continue from, "
+                    "or an exported model directory such as models/sewd-demo-en")
+    ap.add_argument("--ffn", type=int, default=0,
+                    help="intermediate_size (default: the resumed model's, else 576); "
+                    "larger than the resumed model's widens it (see grow_ffn)")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast for the forward pass (weights, gradients, optimizer and the CTC "
@@ -259,15 +273,17 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     from transformers import SEWDForCTC
-    config = asr_config(intermediate_size=a.ffn)
+    resumed = load_state(a.resume) if a.resume else None
+    ffn = a.ffn or (resumed[FFN_IN].shape[0] if resumed else 576)
+    config = asr_config(intermediate_size=ffn)
     model = SEWDForCTC(config)
     if a.init:
         sd = {k: v for k, v in torch.load(a.init, map_location="cpu").items() if k.startswith("sew_d.")}
         missing, unexpected = model.load_state_dict(sd, strict=False)
         print(f"init from {a.init}: missing {missing}", flush=True)
     if a.resume:
-        grown = grow_ffn(model, torch.load(a.resume, map_location="cpu"))
-        print(f"resumed from {a.resume}" + (f" (feed-forward layers widened to {a.ffn})" if grown else ""), flush=True)
+        grown = grow_ffn(model, resumed)
+        print(f"resumed from {a.resume}" + (f" (feed-forward layers widened to {ffn})" if grown else ""), flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)
 

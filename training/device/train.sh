@@ -4,7 +4,7 @@
 # so that the periodic saves come back even if the command is cut off:
 #   bash training/device/train.sh MINUTES
 # Carry: .espeak, training/data/plan_asr.jsonl (plan_kws.jsonl), and the
-# checkpoints named below. The caches come from synth.sh started earlier on the
+# checkpoints named below (the English one defaults to the bundled model). The caches come from synth.sh started earlier on the
 # same machine (waited for), or are synthesized here first.
 # $OUT gets asr/{model.pt,train.log,config.json,summary.json} (and kws/...), at
 # most 8 files, what the device tool brings back.
@@ -12,7 +12,8 @@ cd "$(dirname "$0")/../.."
 MIN=${1:-7}
 OUT=${OUT:-/tmp/out}
 D=training/data
-ASR_RESUME=${ASR_RESUME:-$D/asr_cpu_s11b/model.pt}
+ASR_RESUME=${ASR_RESUME:-models/sewd-demo-en}   # a model.pt or an exported model directory
+ASR_FFN=${ASR_FFN:-}                             # e.g. 1728: widen the feed-forward layers (--ffn)
 KWS_RESUME=${KWS_RESUME:-$D/kws_gpu/model.pt}
 [ -n "$TRAIN_KWS" ] && export SYNTH_KWS=1
 
@@ -31,7 +32,7 @@ tail -3 /tmp/synth.log
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p $OUT/asr
 python3 training/train_asr.py --device cuda --workers 12 --threads 2 --data asr_gpu \
-    --resume $ASR_RESUME --lr 6e-4 --warmup 200 --batch-seconds 240 --aux-ctc 0.3 \
+    --resume $ASR_RESUME ${ASR_FFN:+--ffn $ASR_FFN} --lr 6e-4 --warmup 200 --batch-seconds 240 --aux-ctc 0.3 \
     --eval-every 60 --minutes $MIN --out $OUT/asr > /tmp/asr.log 2>&1 &
 asr=$!
 if [ -n "$TRAIN_KWS" ]; then
