@@ -81,16 +81,17 @@ impl<B: Backend> Pipeline<B> {
             .map(|vocab| CtcTokenizer::from_files(vocab, files.tokenizer_config_json.as_deref()))
             .transpose()?;
         let model = SewdModel::load(&backend, config, &files.weights)?;
-        if model.head == Head::Ctc {
-            if let Some(t) = &tokenizer {
-                if t.len() > model.config.vocab_size {
-                    return Err(ModelError::Input(format!(
-                        "vocab.json has {} tokens but config.json says vocab_size {}",
-                        t.len(),
-                        model.config.vocab_size
-                    ))
-                    .into());
-                }
+        // A vocab may hold more tokens than the model has outputs (checkpoints
+        // that list <s> and </s> after the characters): those ids are never
+        // emitted, as in transformers. A blank beyond the outputs would be.
+        if let (Head::Ctc, Some(t)) = (model.head, &tokenizer) {
+            if t.pad_id() as usize >= model.config.vocab_size {
+                return Err(ModelError::Input(format!(
+                    "vocab.json: the blank (pad) token has id {} but the model has vocab_size {} outputs (config.json)",
+                    t.pad_id(),
+                    model.config.vocab_size
+                ))
+                .into());
             }
         }
         Ok(Pipeline { backend, model, tokenizer, preprocessor })

@@ -285,6 +285,32 @@ fn special_tokens_come_from_tokenizer_config() {
     assert_error(&out, &["tokenizer_config.json", "pad_token"]);
 }
 
+/// Tokens past the model's outputs are never emitted, so a vocab longer than
+/// `vocab_size` loads (as in transformers); a blank past them is an error.
+#[test]
+fn vocab_longer_than_the_model_outputs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sewd-demo-en");
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clips/en_door.wav");
+    let clip = clip.to_str().unwrap();
+    let reference = sewd(&["transcribe", "--model", src.to_str().unwrap(), clip]);
+    assert!(reference.status.success());
+    let dir = scratch("long-vocab");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let vocab = std::fs::read_to_string(src.join("vocab.json")).unwrap();
+    let longer = vocab.trim_end().trim_end_matches('}').to_string() + r#", "<extra_a>": 32, "<extra_b>": 33}"#;
+    std::fs::write(dir.join("vocab.json"), &longer).unwrap();
+    let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), clip]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, reference.stdout);
+
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"pad_token": "<extra_b>"}"#).unwrap();
+    let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), clip]);
+    assert_error(&out, &["vocab.json", "blank", "33", "vocab_size 32"]);
+}
+
 #[test]
 fn classify_with_a_ctc_model_is_refused() {
     let out = sewd(&["classify", "--model", &model("ctc_group_both_shared"), &speech()]);
