@@ -254,22 +254,30 @@ fn an_unreachable_model_rate_names_preprocessor_config() {
     assert_error(&out, &["16000 Hz", "2000000 Hz", "preprocessor_config.json", "sampling_rate"]);
 }
 
+/// The bundled English model (it emits blanks and word breaks, which the
+/// fixtures' random ones need not), its transcript of a clip, and a scratch
+/// copy of its `files` to alter: `(copy, clip, reference stdout)`.
+fn bundled_copy(name: &str, files: &[&str]) -> (PathBuf, String, Vec<u8>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("models/sewd-demo-en");
+    let clip = root.join("tests/fixtures/clips/en_door.wav").display().to_string();
+    let reference = sewd(&["transcribe", "--model", src.to_str().unwrap(), &clip]);
+    assert!(reference.status.success() && reference.stdout.contains(&b' '));
+    let dir = scratch(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in files {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    (dir, clip, reference.stdout)
+}
+
 /// A checkpoint fine-tuned with `[PAD]`/`[UNK]` names them in tokenizer_config.json
 /// (as a string or an AddedToken object); its transcript must not show them.
 #[test]
 fn special_tokens_come_from_tokenizer_config() {
-    // The bundled model: it emits blanks and word breaks (the fixtures' random ones need not).
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sewd-demo-en");
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clips/en_door.wav");
-    let clip = clip.to_str().unwrap();
-    let reference = sewd(&["transcribe", "--model", src.to_str().unwrap(), clip]);
-    assert!(reference.status.success() && reference.stdout.contains(&b' '));
-    let dir = scratch("bracket-tokens");
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors", "preprocessor_config.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
-    let vocab = std::fs::read_to_string(src.join("vocab.json")).unwrap();
+    let (dir, clip, reference) = bundled_copy("bracket-tokens", &["config.json", "model.safetensors", "preprocessor_config.json"]);
+    let clip = clip.as_str();
+    let vocab = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sewd-demo-en/vocab.json")).unwrap();
     std::fs::write(dir.join("vocab.json"), vocab.replace("<pad>", "[PAD]").replace("<unk>", "[UNK]").replace("\"|\"", "\"#\"")).unwrap();
     std::fs::write(
         dir.join("tokenizer_config.json"),
@@ -278,7 +286,7 @@ fn special_tokens_come_from_tokenizer_config() {
     .unwrap();
     let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), clip]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&reference.stdout));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&reference));
 
     std::fs::write(dir.join("tokenizer_config.json"), r#"{"pad_token": 7}"#).unwrap();
     let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), clip]);
@@ -289,22 +297,15 @@ fn special_tokens_come_from_tokenizer_config() {
 /// `vocab_size` loads (as in transformers); a blank past them is an error.
 #[test]
 fn vocab_longer_than_the_model_outputs() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sewd-demo-en");
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clips/en_door.wav");
-    let clip = clip.to_str().unwrap();
-    let reference = sewd(&["transcribe", "--model", src.to_str().unwrap(), clip]);
-    assert!(reference.status.success());
-    let dir = scratch("long-vocab");
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
-    let vocab = std::fs::read_to_string(src.join("vocab.json")).unwrap();
+    let files = ["config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json", "vocab.json"];
+    let (dir, clip, reference) = bundled_copy("long-vocab", &files);
+    let clip = clip.as_str();
+    let vocab = std::fs::read_to_string(dir.join("vocab.json")).unwrap();
     let longer = vocab.trim_end().trim_end_matches('}').to_string() + r#", "<extra_a>": 32, "<extra_b>": 33}"#;
     std::fs::write(dir.join("vocab.json"), &longer).unwrap();
     let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), clip]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.stdout, reference.stdout);
+    assert_eq!(out.stdout, reference);
 
     std::fs::write(dir.join("tokenizer_config.json"), r#"{"pad_token": "<extra_b>"}"#).unwrap();
     let out = sewd(&["transcribe", "--model", dir.to_str().unwrap(), clip]);
