@@ -4,8 +4,9 @@
 # so that the periodic saves come back even if the command is cut off:
 #   bash training/device/train.sh MINUTES
 # Carry: .espeak, training/data/plan_asr.jsonl (plan_kws.jsonl), and the
-# checkpoints named below (the English one defaults to the bundled model). The caches come from synth.sh started earlier on the
-# same machine (waited for), or are synthesized here first.
+# checkpoints named below (the English one defaults to the bundled model).
+# The caches come from synth.sh started earlier on the same machine (waited
+# for), or are synthesized here first.
 # $OUT gets asr/{model.pt,train.log,config.json,summary.json} (and kws/...), at
 # most 8 files, what the device tool brings back.
 cd "$(dirname "$0")/../.."
