@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import common as C  # noqa: E402
-from train_asr import DATA, asr_config  # noqa: E402
+from train_asr import DATA, FFN_IN, asr_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,10 +32,15 @@ def main(task, run_dir=None, dtype=None):
         from train_kws import kws_config as cfg
         cls, run, out = SEWDForSequenceClassification, DATA / "kws_run", ROOT / "models" / "sewd-demo-kws"
     run = Path(run_dir) if run_dir else run
-    # a run's own config.json (written when it ends) knows options such as --ffn
-    config = type(cfg()).from_pretrained(run) if (run / "config.json").exists() else cfg()
+    state = torch.load(run / "model.pt")
+    # a run's own config.json (written when it ends) knows options such as --ffn;
+    # a run cut off before it ends has only model.pt, whose shapes say the width
+    if (run / "config.json").exists():
+        config = type(cfg()).from_pretrained(run)
+    else:
+        config = cfg(intermediate_size=state[FFN_IN].shape[0]) if task == "asr" else cfg()
     model = cls(config)
-    model.load_state_dict(torch.load(run / "model.pt"))
+    model.load_state_dict(state)
     model.eval()
     if dtype == "--f16":
         model = model.half()
