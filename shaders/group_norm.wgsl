@@ -3,16 +3,19 @@
 //   stats:    per (item, time chunk of 512 frames, channel) the chunk's
 //             mean and sum of squared deviations (two passes per lane,
 //             then the 4 lanes merged);
-//   finalize: per (item, channel) merge the chunks (Chan et al.) into
-//             scale = gamma / sqrt(var + eps) and shift = beta - mean*scale;
-//   apply:    y = x * scale + shift.
+//   finalize: per (item, channel) merge the chunks (Chan et al.) into the
+//             mean and scale = gamma / sqrt(var + eps);
+//   apply:    y = (x - mean) * scale + beta. Not x * scale + (beta -
+//             mean * scale): with one frame (var 0) the scale is 1/sqrt(eps)
+//             and that form loses x - mean's exact 0 to rounding (1e-5 off on
+//             NVIDIA's driver, which fuses differently from lavapipe).
 // Splitting time into chunks keeps the GPU busy on a 60 s clip (192 000
 // frames, one channel block) and keeps every partial sum short, so f32 is
 // enough where the CPU backend accumulates in f64.
 //
 // Bindings: 0 uniform Params; 1 x (read, [B, T, C]); 2 gamma (read, [C]);
 //           3 beta (read, [C]); 4 partials (read_write, [B, chunks, C, 2]);
-//           5 coeffs (read_write, [B, C, 2]); 6 y (read_write, [B, T, C]).
+//           5 coeffs (read_write, [B, C, 2]: mean, scale); 6 y (read_write, [B, T, C]).
 // stats: workgroup 64 channels x 4 time lanes (256), channels fastest so a
 // row of channels-last input is one coalesced read; launch
 // (ceil(C/64), chunks, B). finalize and apply: 256 invocations, one per
@@ -107,9 +110,8 @@ fn finalize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
         acc = merge(acc.x, acc.y, acc.z, n, partials[at], partials[at + 1u]);
     }
     let var_ = acc.z / max(f32(p.t), 1.0);
-    let scale = gamma[ch] * inverseSqrt(var_ + p.eps);
-    coeffs[i * 2u] = scale;
-    coeffs[i * 2u + 1u] = beta[ch] - acc.y * scale;
+    coeffs[i * 2u] = acc.y;
+    coeffs[i * 2u + 1u] = gamma[ch] * inverseSqrt(var_ + p.eps);
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -122,5 +124,5 @@ fn apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ch = i % p.c;
     let item = i / (p.t * p.c);
     let k = (item * p.c + ch) * 2u;
-    y[i] = x[i] * coeffs[k] + coeffs[k + 1u];
+    y[i] = (x[i] - coeffs[k]) * coeffs[k + 1u] + beta[ch];
 }
