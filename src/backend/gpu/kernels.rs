@@ -255,10 +255,21 @@ impl Recorder {
         }
         if !self.modules.contains_key(k.file) {
             let text = source(k.file).ok_or_else(|| BackendError::Device(format!("no shader named {}", k.file)))?;
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(k.file),
                 source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{text}").into()),
-            });
+            };
+            // Bounds and division checks stay; naga's loop bounding goes. It
+            // adds a counter to every loop, which keeps the driver from
+            // unrolling the short ones that index private arrays, and those
+            // arrays then live in memory: on an H100 that made a 60 s pass
+            // 1.9x slower (attention 3.3x; bench/README.md).
+            let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+            // SAFETY: wgpu asks that no shader loop forever. Ours are our own
+            // `for` loops with a constant positive step, up to a bound taken
+            // from a buffer dimension, and no tensor holds 2^30 f32s (the pool
+            // caps them at 4 GiB), so no counter wraps past its bound.
+            let module = unsafe { device.create_shader_module_trusted(desc, checks) };
             self.modules.insert(k.file, module);
         }
         let module = &self.modules[k.file];

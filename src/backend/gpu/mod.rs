@@ -133,7 +133,10 @@ impl Gpu {
     async fn open(browser_limits: bool, profile: bool) -> Result<Gpu, BackendError> {
         let opened = device::open(browser_limits, profile).await?;
         let limits = opened.device.limits();
-        let pool = Pool::new(opened.device.clone(), limits.max_storage_buffer_binding_size.min(limits.max_buffer_size));
+        // Shaders index f32s with u32s (and rely on it: see kernels.rs's SAFETY
+        // note on loops), so no tensor takes more than 4 GiB whatever the GPU allows.
+        let max_tensor = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(u32::MAX as u64);
+        let pool = Pool::new(opened.device.clone(), max_tensor);
         let storage = |rw: bool| {
             opened.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(if rw { "dummy_rw" } else { "dummy" }),
