@@ -42,7 +42,11 @@
 // row's max and sum, then the rescaled context, 16 dims a round. Rows past T
 // (last workgroup) compute row T-1 again and store nothing. Workgroup memory:
 // K/V tile 8 KiB + 47 indices, half of WebGPU's 16 KiB default. Launch:
-// (ceil(T/32), H, 1).
+// (ceil(T/32), H, splits). With splits > 1 (a short clip would leave a large
+// GPU mostly idle), workgroup z takes keys z*split_len .. (z+1)*split_len
+// only and writes its normalized context and (max, sum) to slot
+// item*splits + z of ctx and stats, which are then scratch buffers that
+// attention_merge.wgsl combines.
 // wide (any D <= 128, for what main does not take): 128 invocations = 16 rows
 // x 8 lanes; a lane owns 4 keys of each 32-key tile and 4 of every 32 output
 // dims (16 registers). Workgroup memory: Q 16x128 + K/V chunk 32x32 + scores
@@ -53,7 +57,7 @@ struct Params {
     t: u32, heads: u32, d: u32, hd: u32,
     two_span: u32, terms: u32, buckets: i32, max_pos: i32,
     span: i32, scale: f32, log_base: f32, item: u32,
-    valid: u32, _p0: u32, _p1: u32, _p2: u32,
+    valid: u32, splits: u32, split_len: u32, _p0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -291,6 +295,9 @@ var<workgroup> rel4: array<u32, FR + FK - 1u>; // idx of offset (i0 - j0) - (FK 
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wg.y;
     let z = p.item * p.heads + h;
+    let slot = p.item * p.splits + wg.z;
+    let js = wg.z * p.split_len;
+    let je = min(js + p.split_len, p.valid);
     let i0 = wg.x * FR;
     let r = li % FR;
     let s = li / FR;
@@ -317,7 +324,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var m = NEG_BIG;
     var l = 0.0;
 
-    for (var j0 = 0u; j0 < p.valid; j0 += FK) {
+    for (var j0 = js; j0 < je; j0 += FK) {
         workgroupBarrier();
         for (var n = 0u; n < 2u * FK * D4 / 128u; n++) {
             let e = n * 128u + li;
@@ -325,7 +332,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let e4 = e % D4;
             let j = j0 + jj;
             var v = vec4<f32>(0.0);
-            if (j < p.valid && e4 < dn4) {
+            if (j < je && e4 < dn4) {
                 v = qkv4[select(k4, v4, e >= FK * D4) + j * pitch4 + e4];
             }
             kv4_tile[e] = v;
@@ -337,7 +344,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
         workgroupBarrier();
 
-        if (j0 + kb < p.valid) {
+        if (j0 + kb < je) {
             // q . k for keys kb .. kb + 3 of the tile. The per-key values are
             // vec4 components, not private arrays: a loop indexing an array
             // by key, with loads and exp in its body, is one a compiler may
@@ -355,10 +362,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             }
             let one = vec4<f32>(1.0);
             var sc = vec4<f32>(dot(d0, one), dot(d1, one), dot(d2, one), dot(d3, one)) * p.scale;
-            let live = vec4<u32>(j0 + kb) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.valid);
+            let live = vec4<u32>(j0 + kb) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(je);
             if (c2p_on || p2c_on) {
                 for (var k = 0u; k < KS; k++) {
-                    let j = min(j0 + kb + k, p.valid - 1u);
+                    let j = min(j0 + kb + k, je - 1u);
                     let ri = rel4[r + FK - 1u - kb - k];
                     var v = sc[k];
                     if (c2p_on) {
@@ -414,7 +421,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     // ... then the context, CH vec4s a round: every split hands over its
     // vec4s c*CH .. (c+1)*CH, rescaled, and split c % FS sums and stores them.
-    let at = (p.item * p.t + i) * p.hd + h * p.d;
+    let at = (slot * p.t + i) * p.hd + h * p.d;
     for (var c = 0u; c < D4 / CH; c++) {
         workgroupBarrier();
         // acc is indexed only by e, the counter of a loop without barriers,
@@ -442,8 +449,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
     }
     if (s == 0u && i < p.t) {
-        stats[(z * p.t + i) * 2u] = mr;
-        stats[(z * p.t + i) * 2u + 1u] = lr;
+        let st = ((slot * p.heads + h) * p.t + i) * 2u;
+        stats[st] = mr;
+        stats[st + 1u] = lr;
     }
 }
 

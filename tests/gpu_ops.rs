@@ -340,6 +340,23 @@ fn attention_entries() {
     }
 }
 
+/// Short clips split each row's keys across workgroups and merge the
+/// splits; long ones do not (`attention_against_cpu` checks the numbers).
+#[test]
+fn attention_key_splits() {
+    let g = Gpu::new_profiled().unwrap_or_else(|e| panic!("{e}"));
+    // 32 heads of 4: at T = 1100, 35 row groups a head fill a large GPU.
+    let spec = att_spec(32, 4, true, true, 16, 64);
+    for &(len, merged) in &[(300usize, true), (20, false), (1100, false)] {
+        let qkv = g.upload(&[1, len, 384], &rand(len * 384, 9, 1.0)).unwrap();
+        let pos = g.upload(&[32, 128], &rand(32 * 128, 10, 1.0)).unwrap();
+        let (ctx, _) = g.attention(&qkv, Some(&pos), Some(&pos), &[len], &spec, false).unwrap();
+        g.download(&ctx).unwrap();
+        let labels: Vec<String> = g.take_profile().unwrap().into_iter().map(|k| k.label).collect();
+        assert_eq!(labels.iter().any(|l| l == "attention_merge::main"), merged, "T={len}: {labels:?}");
+    }
+}
+
 /// Reads the GPU's relative-position index back through the attention
 /// probabilities: with one head of size 1, q = 1, k = 0 and pos_key[r] =
 /// 0.01·r, the score of (i, j) is scale·0.01·idx(i - j), so log-probability

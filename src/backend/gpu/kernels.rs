@@ -61,6 +61,7 @@ const ATT: &[Access] = &[Read, Read, Read, Rw, Rw, Rw];
 pub(crate) const ATTENTION: Kernel = kernel("attention", "main", &[Read, Read, Read, Rw, Rw, Rw, Read]);
 pub(crate) const ATTENTION_WIDE: Kernel = kernel("attention", "wide", ATT);
 pub(crate) const ATTENTION_PROBS: Kernel = kernel("attention", "probs", ATT);
+pub(crate) const ATTENTION_MERGE: Kernel = kernel("attention_merge", "main", &[Read, Read, Rw, Rw]);
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
@@ -72,6 +73,7 @@ fn source(file: &str) -> Option<&'static str> {
         "elementwise" => include_str!("../../../shaders/elementwise.wgsl"),
         "masked_mean" => include_str!("../../../shaders/masked_mean.wgsl"),
         "attention" => include_str!("../../../shaders/attention.wgsl"),
+        "attention_merge" => include_str!("../../../shaders/attention_merge.wgsl"),
         _ => return None,
     })
 }
@@ -194,7 +196,9 @@ pub(crate) struct AttentionParams {
     pub log_base: f32,
     pub item: u32,
     pub valid: u32,
-    pub _pad: [u32; 3],
+    pub splits: u32,
+    pub split_len: u32,
+    pub _pad: u32,
 }
 
 /// Query rows per workgroup of `attention::main`; must match `FR` in attention.wgsl.

@@ -8,6 +8,7 @@
 //! stride in a uniform; pipelines are built on first use and cached.
 //! Weights are uploaded once; activations come from a buffer pool.
 
+mod attention;
 mod device;
 mod kernels;
 mod oneshot;
@@ -619,99 +620,7 @@ impl Backend for Gpu {
         spec: &AttentionSpec,
         want_probs: bool,
     ) -> Result<(GpuTensor, Option<GpuTensor>), BackendError> {
-        let (batch, len, width) = qkv.btc("attention")?;
-        let (h, d) = (spec.heads, spec.head_dim);
-        let hd = h * d;
-        if width != 3 * hd || lengths.len() != batch {
-            return Err(shape_err("attention", format!("qkv {:?} for {h} heads of {d}, {} lengths", qkv.shape, lengths.len())));
-        }
-        if d > 128 {
-            return Err(shape_err("attention", format!("head size {d} is above the GPU kernel's 128")));
-        }
-        let c2p = spec.relative && spec.c2p;
-        let p2c = spec.relative && spec.p2c;
-        let two_span = 2 * spec.span;
-        let rel = |p: Option<&GpuTensor>, name: &str, key_part: usize| -> Result<Option<GpuTensor>, BackendError> {
-            let p = match p {
-                Some(p) if p.shape == [two_span, hd] => p,
-                _ => return Err(shape_err("attention", format!("{name} must be [{two_span}, {hd}]"))),
-            };
-            // [B, H, T, 2·span] = scale · (query or key rows of each head) · Pᵀ.
-            let out = self.alloc(vec![batch, h, len, two_span], "attention relative terms")?;
-            let m = MatmulParams {
-                m: u32_of(len, "frames")?,
-                n: two_span as u32,
-                k: d as u32,
-                a_off: (key_part * hd) as u32,
-                lda: 3 * hd as u32,
-                a_rows: len.max(1) as u32,
-                b_sk: 1,
-                b_sn: hd as u32,
-                ldc: two_span as u32,
-                zh: h as u32,
-                a_sb: u32_of(len * 3 * hd, "qkv size")?,
-                a_sh: d as u32,
-                b_sh: d as u32,
-                c_sb: u32_of(h * len * two_span, "relative term size")?,
-                c_sh: u32_of(len * two_span, "relative term size")?,
-                alpha: spec.scale(),
-                ..Default::default()
-            };
-            self.matmul(&m, qkv.buffer(), p.buffer(), None, out.buffer(), batch * h)?;
-            Ok(Some(out))
-        };
-        let c2p_t = if c2p { rel(pos_key, "pos_key", 0)? } else { None };
-        let p2c_t = if p2c { rel(pos_query, "pos_query", 1)? } else { None };
-
-        let ctx = self.alloc(vec![batch, len, hd], "attention context")?;
-        let stats = self.alloc(vec![batch, h, len, 2], "attention row statistics")?;
-        let probs = if want_probs { Some(self.alloc(vec![batch, h, len, len], "attention probabilities")?) } else { None };
-        let mid = spec.buckets / 2;
-        let log_base = if spec.buckets > 0 && spec.max_position > 0 {
-            (((spec.max_position as f64 - 1.0) / mid as f64) as f32).ln()
-        } else {
-            1.0
-        };
-        let bufs = [
-            qkv.buffer(),
-            c2p_t.as_ref().map_or(&self.dummy, GpuTensor::buffer),
-            p2c_t.as_ref().map_or(&self.dummy, GpuTensor::buffer),
-            ctx.buffer(),
-            stats.buffer(),
-            probs.as_ref().map_or(&self.dummy_rw, GpuTensor::buffer),
-            qkv.buffer(),
-        ];
-        // `main` keeps a query row and its context in 16 vec4 registers and
-        // reads qkv as vec4s: head sizes up to 64 in whole vec4s. Larger head
-        // sizes, or ones not a multiple of 4, take `wide`.
-        let vec4_rows = d <= 64 && d.is_multiple_of(4) && qkv.buffer().size().is_multiple_of(16);
-        for (b, &valid) in lengths.iter().enumerate() {
-            let p = AttentionParams {
-                t: u32_of(len, "frames")?,
-                heads: h as u32,
-                d: d as u32,
-                hd: hd as u32,
-                two_span: two_span as u32,
-                terms: c2p as u32 | (p2c as u32) << 1,
-                buckets: spec.buckets.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-                max_pos: spec.max_position.min(i32::MAX as usize) as i32,
-                span: spec.span as i32,
-                scale: spec.scale(),
-                log_base,
-                item: b as u32,
-                valid: valid.min(len) as u32,
-                _pad: [0; 3],
-            };
-            if vec4_rows {
-                self.run(&ATTENTION, &p, &bufs, self.groups([len.div_ceil(ATT_ROWS), h, 1], "attention")?)?;
-            } else {
-                self.run(&ATTENTION_WIDE, &p, &bufs[..6], self.groups([len.div_ceil(16), h, 1], "attention")?)?;
-            }
-            if want_probs {
-                self.run(&ATTENTION_PROBS, &p, &bufs[..6], self.fold((h * len * len).div_ceil(256))?)?;
-            }
-        }
-        Ok((ctx, probs))
+        self.disentangled_attention(qkv, pos_key, pos_query, lengths, spec, want_probs)
     }
 
     fn upsample(&self, x: &GpuTensor, factor: usize, len: usize) -> Result<GpuTensor, BackendError> {
