@@ -4,8 +4,11 @@
 # Here, first:   bench/device_check.sh prep [BASE]
 #   builds target/release/sewd, copies the gpu_ops test binary to
 #   target/device/gpu_ops and builds the sewd of commit BASE (default
-#   330ec33, the last one measured on a GPU) as target/device/sewd-base,
-#   in a temporary worktree (ignored by git, so all must be carried).
+#   5708fda, the last one measured on a GPU) as target/device/sewd-base,
+#   in a temporary worktree (ignored by git, so all must be carried). All
+#   three are stripped and the two in target/device xz-compressed: the
+#   tree that travels (tracked files ~20 MB, each sewd ~22 MB with its
+#   bundled models) must stay under 64 MiB.
 # There:         bench/device_check.sh run
 #   with carry [".gl", "target/release/sewd", "target/device"]: installs the
 #   Vulkan loader from .gl/*.deb (see bench/README.md), runs every GPU op test
@@ -25,7 +28,7 @@ prep)
     [ -n "$exe" ] || { echo "no gpu_ops test binary"; exit 1; }
     mkdir -p target/device
     cp "$exe" target/device/gpu_ops
-    base=${2:-330ec33}
+    base=${2:-5708fda}
     wt=$(mktemp -d /tmp/sewd-base.XXXXXX)
     git worktree add -q --detach "$wt" "$base"
     (cd "$wt" && CARGO_TARGET_DIR="$PWD/../$(basename "$wt").target" cargo build --release --bin sewd)
@@ -33,11 +36,14 @@ prep)
     git worktree remove --force "$wt"
     rm -rf "$wt.target"
     git rev-parse --short "$base" > target/device/base-commit
-    ls -l target/release/sewd target/device/gpu_ops target/device/sewd-base
+    strip target/release/sewd target/device/gpu_ops target/device/sewd-base
+    xz -T0 -6 -f target/device/gpu_ops target/device/sewd-base
+    ls -l target/release/sewd target/device/
     ;;
 run)
     out=${OUT:-/tmp/device_check}
     mkdir -p "$out"
+    (cd target/device && xz -d -f ./*.xz)
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
     icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json

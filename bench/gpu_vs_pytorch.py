@@ -72,9 +72,9 @@ def parse_args():
     ap.add_argument("--budget-s", type=float, default=None,
                     help="whole-script time budget in seconds (default: 170 on CUDA, none on cpu); "
                          "the 60 s wgpu clip gets fewer runs, or is skipped, if its estimate does not fit")
-    ap.add_argument("--peak-tflops-f32", type=float, default=67.0, help="FP32 (non-tensor) peak; H200 SXM: 67")
-    ap.add_argument("--peak-tflops-tf32", type=float, default=494.5, help="TF32 tensor dense peak; H200 SXM: 494.5")
-    ap.add_argument("--peak-tflops-fp16", type=float, default=989.0, help="FP16 tensor dense peak; H200 SXM: 989")
+    ap.add_argument("--peak-tflops-f32", type=float, default=67.0, help="FP32 (non-tensor) peak; H100 and H200 SXM: 67")
+    ap.add_argument("--peak-tflops-tf32", type=float, default=494.5, help="TF32 tensor dense peak; H100 and H200 SXM: 494.5")
+    ap.add_argument("--peak-tflops-fp16", type=float, default=989.0, help="FP16 tensor dense peak; H100 and H200 SXM: 989")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     if args.timeout is None:
