@@ -31,7 +31,7 @@ fn key_splits(len: usize, heads: usize) -> (usize, usize) {
     let row_groups = len.div_ceil(ATT_ROWS) * heads;
     let wanted = splits_override().unwrap_or_else(|| ATT_TARGET_GROUPS.div_ceil(row_groups.max(1)));
     let most = len.div_ceil(ATT_MIN_SPLIT_KEYS).max(1);
-    let split_len = len.div_ceil(wanted.clamp(1, most)).next_multiple_of(ATT_KEYS);
+    let split_len = len.div_ceil(wanted.clamp(1, most)).next_multiple_of(ATT_KEYS).max(ATT_KEYS);
     (len.div_ceil(split_len).max(1), split_len)
 }
 
@@ -177,6 +177,7 @@ mod tests {
         assert_eq!(key_splits(6000, 6), (1, 6000));
         assert_eq!(key_splits(128, 1), (1, 128));
         assert_eq!(key_splits(1, 1), (1, 16));
+        assert_eq!(key_splits(0, 6), (1, 16));
         // Every key falls in a split, none is empty.
         for len in 1..3000 {
             let (splits, split_len) = key_splits(len, 4);
