@@ -15,7 +15,7 @@
 // launched only when the probabilities are requested, recomputes each score
 // and writes exp(s - max) / sum.
 //
-// Bindings: 0 uniform Params;
+// Bindings: 0 uniform AttentionParams (common.wgsl);
 //   1 qkv   (read, [B, T, 3*H*D]: query | key | value per frame);
 //   2 c2p   (read, [B, H, T, 2*span]; ignored unless terms & 1);
 //   3 p2c   (read, [B, H, T, 2*span]; ignored unless terms & 2);
@@ -53,14 +53,7 @@
 // 16x32 + 48 indices, 14.2 KiB. Launch: (ceil(T/16), H, 1).
 // probs: 256 invocations, one probability each, launch folded into (x, y).
 
-struct Params {
-    t: u32, heads: u32, d: u32, hd: u32,
-    two_span: u32, terms: u32, buckets: i32, max_pos: i32,
-    span: i32, scale: f32, log_base: f32, item: u32,
-    valid: u32, splits: u32, split_len: u32, _p0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: AttentionParams;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> c2p: array<f32>;
 @group(0) @binding(3) var<storage, read> p2c: array<f32>;

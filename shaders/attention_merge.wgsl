@@ -6,21 +6,14 @@
 // exactly what one pass over all keys gives. A split with no valid keys
 // has l_s = 0 and weighs nothing.
 //
-// Bindings: 0 uniform Params (attention.wgsl's);
+// Bindings: 0 uniform AttentionParams (common.wgsl);
 //   1 part_ctx   (read, [B * splits, T, H*D]);
 //   2 part_stats (read, [B * splits, H, T, 2]);
 //   3 ctx        (read_write, [B, T, H*D]);
 //   4 stats      (read_write, [B, H, T, 2]).
 // One invocation per context value of item `item`, launch folded into (x, y).
 
-struct Params {
-    t: u32, heads: u32, d: u32, hd: u32,
-    two_span: u32, terms: u32, buckets: i32, max_pos: i32,
-    span: i32, scale: f32, log_base: f32, item: u32,
-    valid: u32, splits: u32, split_len: u32, _p0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: AttentionParams;
 @group(0) @binding(1) var<storage, read> part_ctx: array<f32>;
 @group(0) @binding(2) var<storage, read> part_stats: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ctx: array<f32>;

@@ -1,9 +1,18 @@
 // Shared helpers, prepended to every other shader file before compilation
 // (the Rust side concatenates the text; WGSL has no #include).
 //
-// Nothing here declares bindings. Activation codes match
-// `gpu::kernels::act_code`: 0 none, 1 gelu (erf), 2 gelu (tanh), 3 relu,
-// 4 selu, 5 tanh, 6 silu.
+// Nothing here declares bindings; the one struct is a uniform block that
+// two files share. Activation codes match `gpu::kernels::act_code`: 0 none,
+// 1 gelu (erf), 2 gelu (tanh), 3 relu, 4 selu, 5 tanh, 6 silu.
+
+// The uniform block of attention.wgsl and attention_merge.wgsl, field for
+// field `gpu::kernels::AttentionParams`.
+struct AttentionParams {
+    t: u32, heads: u32, d: u32, hd: u32,
+    two_span: u32, terms: u32, buckets: i32, max_pos: i32,
+    span: i32, scale: f32, log_base: f32, item: u32,
+    valid: u32, splits: u32, split_len: u32, _p0: u32,
+}
 
 // A very negative finite number: WGSL has no infinity literal, and
 // exp(-3e38 - m) is exactly 0 for any m a score can take.

@@ -91,7 +91,8 @@ pub(crate) fn act_code(act: Option<Activation>) -> u32 {
     }
 }
 
-// Uniform blocks, field for field the `Params` struct of each shader.
+// Uniform blocks, field for field the `Params` struct of each shader
+// (`AttentionParams` in common.wgsl).
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
