@@ -4,7 +4,7 @@
 # Here, first:   bench/device_check.sh prep [BASE]
 #   builds target/release/sewd, copies the gpu_ops test binary to
 #   target/device/gpu_ops and builds the sewd of commit BASE (default
-#   5708fda, the last one measured on a GPU) as target/device/sewd-base,
+#   a8f874f, the last one measured on a GPU) as target/device/sewd-base,
 #   in a temporary worktree (ignored by git, so all must be carried). All
 #   three are stripped and the two in target/device xz-compressed: the
 #   tree that travels (tracked files ~20 MB, each sewd ~22 MB with its
@@ -28,7 +28,7 @@ prep)
     [ -n "$exe" ] || { echo "no gpu_ops test binary"; exit 1; }
     mkdir -p target/device
     cp "$exe" target/device/gpu_ops
-    base=${2:-5708fda}
+    base=${2:-a8f874f}
     wt=$(mktemp -d /tmp/sewd-base.XXXXXX)
     git worktree add -q --detach "$wt" "$base"
     (cd "$wt" && CARGO_TARGET_DIR="$PWD/../$(basename "$wt").target" cargo build --release --bin sewd)
