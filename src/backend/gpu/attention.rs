@@ -19,8 +19,8 @@ const ATT_MIN_SPLIT_KEYS: usize = 128;
 /// Keys per tile of `attention::main` (`FK` in attention.wgsl).
 const ATT_KEYS: usize = 16;
 
-/// `SEWD_GPU_ATTENTION_SPLITS=N` fixes the number of key splits (1: none);
-/// a benchmarking knob, read once.
+/// `SEWD_GPU_ATTENTION_SPLITS=N` asks for N key splits (1: none), still at
+/// most one per `ATT_MIN_SPLIT_KEYS` keys; a benchmarking knob, read once.
 fn splits_override() -> Option<usize> {
     static SPLITS: OnceLock<Option<usize>> = OnceLock::new();
     *SPLITS.get_or_init(|| std::env::var("SEWD_GPU_ATTENTION_SPLITS").ok()?.parse().ok().filter(|&n| n > 0))
