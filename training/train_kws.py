@@ -74,7 +74,8 @@ def main():
     ap.add_argument("--init", default=str(DATA / "asr_run" / "model.pt"))
     ap.add_argument("--out", default=str(DATA / "kws_run"))
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--resume", default="", help="a whole state dict (encoder and head) to continue from")
+    ap.add_argument("--resume", default="", help="a whole state dict (encoder and head, model.pt) to continue "
+                    "from, or an exported model directory such as models/sewd-demo-kws")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     ap.add_argument("--workers", type=int, default=0, help="processes that augment batches")
     ap.add_argument("--data", default="kws_train", help="cache prefix under training/data/")
@@ -92,7 +93,11 @@ def main():
         missing, unexpected = model.load_state_dict(sd, strict=False)
         print(f"init from {a.init}: missing {missing}", flush=True)
     if a.resume:
-        model.load_state_dict(torch.load(a.resume, map_location="cpu"))
+        if Path(a.resume).is_dir():  # exported weights may be float16; training is in float32
+            state = {k: v.float() for k, v in SEWDForSequenceClassification.from_pretrained(a.resume).state_dict().items()}
+        else:
+            state = torch.load(a.resume, map_location="cpu")
+        model.load_state_dict(state)
         print(f"resumed from {a.resume}", flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)

@@ -15,7 +15,7 @@ OUT=${OUT:-/tmp/out}
 D=training/data
 ASR_RESUME=${ASR_RESUME:-models/sewd-demo-en}   # a model.pt or an exported model directory
 ASR_FFN=${ASR_FFN:-}                             # e.g. 1728: widen the feed-forward layers (--ffn)
-KWS_RESUME=${KWS_RESUME:-$D/kws_gpu/model.pt}
+KWS_RESUME=${KWS_RESUME:-models/sewd-demo-kws}  # likewise
 [ -n "$TRAIN_KWS" ] && export SYNTH_KWS=1
 
 running() { [ -e $D/synth.pid ] && kill -0 "$(cat $D/synth.pid)" 2>/dev/null; }
