@@ -106,7 +106,7 @@ impl<B: Backend> Pipeline<B> {
     pub fn prepare(&self, audio: Audio) -> Result<Vec<f32>> {
         audio::validate(&audio.samples, "audio")?;
         let mut samples = audio::resample(&audio.samples, audio.sample_rate, self.preprocessor.sampling_rate)
-            .map_err(audio::AudioError::to_model_rate)?;
+            .map_err(audio::AudioError::with_model_rate_context)?;
         if self.preprocessor.do_normalize {
             audio::normalize(&mut samples);
         }

@@ -524,7 +524,7 @@ impl StreamSession {
             None => {
                 if sample_rate != self.model.sample_rate {
                     self.resampler = Some(
-                        StreamResampler::new(sample_rate, self.model.sample_rate).map_err(AudioError::to_model_rate)?,
+                        StreamResampler::new(sample_rate, self.model.sample_rate).map_err(AudioError::with_model_rate_context)?,
                     );
                 }
                 self.input_rate = Some(sample_rate);

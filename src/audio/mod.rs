@@ -52,7 +52,7 @@ impl AudioError {
     /// Says where the target rate of a failed resample came from: in a
     /// pipeline it is the model's, the `sampling_rate` of
     /// `preprocessor_config.json`, which a user may not think of.
-    pub(crate) fn to_model_rate(self) -> Self {
+    pub(crate) fn with_model_rate_context(self) -> Self {
         match self {
             AudioError::Resample { from_rate, to_rate, detail } => AudioError::Resample {
                 from_rate,

@@ -55,7 +55,7 @@ pub(crate) fn check_weight(w: &TensorData, what: &'static str) -> Result<(), Bac
 pub(crate) fn conv_weight_as_gemm(w: &TensorData, spec: &ConvSpec) -> Result<(Vec<usize>, Vec<f32>), BackendError> {
     // As torch: groups must divide both channel counts (else whole output
     // channels would be left unwritten on the GPU), and the stride is >= 1.
-    if spec.groups == 0 || spec.in_channels % spec.groups != 0 || spec.out_channels % spec.groups != 0 {
+    if spec.groups == 0 || !spec.in_channels.is_multiple_of(spec.groups) || !spec.out_channels.is_multiple_of(spec.groups) {
         return Err(shape_err(
             "conv weight",
             format!("{} groups do not divide {} in and {} out channels", spec.groups, spec.in_channels, spec.out_channels),
