@@ -70,12 +70,14 @@ def edit_distance(a, b):
     return d[len(b)]
 
 
-def load_state(path):
+def load_state(path, model_class=None):
     """A state dict from a run's model.pt or from an exported model directory
-    (whose weights may be float16: training is in float32)."""
+    (loaded as model_class, SEWDForCTC by default; its weights may be float16:
+    training is in float32)."""
     if Path(path).is_dir():
-        from transformers import SEWDForCTC
-        return {k: v.float() for k, v in SEWDForCTC.from_pretrained(path).state_dict().items()}
+        if model_class is None:
+            from transformers import SEWDForCTC as model_class
+        return {k: v.float() for k, v in model_class.from_pretrained(path).state_dict().items()}
     return torch.load(path, map_location="cpu")
 
 

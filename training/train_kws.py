@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import common as C  # noqa: E402
 from make_data import KEYWORDS, place  # noqa: E402
-from train_asr import DATA, as_float, asr_config, batch_stream, collate, cpu_state, load_cache, worker_pool  # noqa: E402
+from train_asr import DATA, as_float, asr_config, batch_stream, collate, cpu_state, load_cache, load_state, worker_pool  # noqa: E402
 
 LABELS = KEYWORDS + ["_unknown_", "_silence_"]
 
@@ -93,11 +93,7 @@ def main():
         missing, unexpected = model.load_state_dict(sd, strict=False)
         print(f"init from {a.init}: missing {missing}", flush=True)
     if a.resume:
-        if Path(a.resume).is_dir():  # exported weights may be float16; training is in float32
-            state = {k: v.float() for k, v in SEWDForSequenceClassification.from_pretrained(a.resume).state_dict().items()}
-        else:
-            state = torch.load(a.resume, map_location="cpu")
-        model.load_state_dict(state)
+        model.load_state_dict(load_state(a.resume, SEWDForSequenceClassification))
         print(f"resumed from {a.resume}", flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)
