@@ -343,6 +343,7 @@ def main():
     log = open(out / "train.log", "a")
     done = False
     ema = None
+    bad = 0  # non-finite steps in a row
     while not done:
         epoch += 1
         # augmented lengths are within +-10% of the clean ones, so bucket on clean lengths
@@ -368,6 +369,19 @@ def main():
             opt.zero_grad()
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            if not (torch.isfinite(loss) and torch.isfinite(gn)):
+                # One non-finite batch (seen once in bfloat16 autocast, after 3,700 good steps)
+                # would make every weight NaN and the next snapshot would overwrite the last
+                # good one, so skip the update; a run of them means the weights diverged.
+                bad += 1
+                msg = f"step {step}: loss {loss.item()} grad norm {gn.item()} not finite, update skipped"
+                print(msg, flush=True)
+                log.write(msg + "\n")
+                if bad >= 20:
+                    raise SystemExit(f"{bad} non-finite steps in a row at step {step}: the weights diverged; "
+                                     "lower --lr or drop --bf16")
+                continue
+            bad = 0
             opt.step()
             step += 1
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
