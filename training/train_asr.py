@@ -369,8 +369,9 @@ def main():
             opt.zero_grad()
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            if not (torch.isfinite(loss) and torch.isfinite(gn)):
-                # One non-finite batch (seen once in bfloat16 autocast, after 3,700 good steps)
+            aux_finite = aux_head is None or all(torch.isfinite(p.grad).all() for p in aux_head.parameters())
+            if not (torch.isfinite(loss) and torch.isfinite(gn) and aux_finite):
+                # One non-finite batch (seen once in bfloat16 autocast, after about 3,690 good steps)
                 # would make every weight NaN and the next snapshot would overwrite the last
                 # good one, so skip the update; a run of them means the weights diverged.
                 bad += 1
