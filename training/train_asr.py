@@ -399,6 +399,9 @@ def main():
                 log.write(msg + "\n")
                 last_eval = time.time()
             if now - last_save > 300:
+                # Keep the previous snapshot too, so one bad save cannot lose a run.
+                if (out / "model.pt").exists():
+                    (out / "model.pt").replace(out / "model.prev.pt")
                 torch.save(cpu_state(model), out / "model.pt")
                 last_save = now
     if pool is not None:
