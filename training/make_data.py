@@ -89,6 +89,8 @@ def make_asr(n_train, n_test):
             man.write(json.dumps({"file": name, "text": text, "voice": voice, "rate": rate, "pitch": pitch,
                                   "condition": cond}) + "\n")
     print(f"asr test: {n_test} clips", flush=True)
+    if n_train == 0:  # `--n-train 0` rebuilds only the test set, e.g. on a new machine
+        return
     rng = np.random.default_rng(42)
     clips, meta = [], []
     t0 = time.time()
