@@ -230,14 +230,22 @@ def synth_plan(plan_path, prefix, workers):
     print(f"{prefix}: {len(clips)} clips, {hours:.2f} h, {time.time() - t0:.0f}s", flush=True)
 
 
+def count(text):
+    """argparse type for clip counts: 0 or more (0 means none, e.g. `asr --n-train 0`)."""
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative; a count of clips is 0 or more")
+    return n
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("task", choices=["asr", "kws", "plan-asr", "plan-kws", "synth"])
     ap.add_argument("plan", nargs="?", help="synth: the plan file to synthesize")
-    ap.add_argument("--n-train", type=int, default=10000)
-    ap.add_argument("--n-test", type=int, default=300)
-    ap.add_argument("--n-per-kw", type=int, default=1200)
-    ap.add_argument("--n-unknown", type=int, default=4800)
+    ap.add_argument("--n-train", type=count, default=10000)
+    ap.add_argument("--n-test", type=count, default=300)
+    ap.add_argument("--n-per-kw", type=count, default=1200)
+    ap.add_argument("--n-unknown", type=count, default=4800)
     ap.add_argument("--long-frac", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", help="plan-*: where to write the plan (jsonl)")
