@@ -20,14 +20,23 @@ Routes (every response has `Access-Control-Allow-Origin: *`):
                                     claims a Content-Length of 3 GB (and sends nothing)
   /m/{tag}/nocors/{file}            ctc_group_both_shared without CORS headers
   /m/{tag}/nopt/{file}              ctc_group_both_shared with no weights at all
+  /m/{tag}/flip/{file}              ctc_group_both_shared, or base_layer_sq3_c2p_separate
+                                    (no vocab, no safetensors: pytorch_model.bin) once
+                                    /flip?tag={tag} has been called an odd number of times
   /audio/{name}.wav                 tests/fixtures/models/{name}.wav
-  /count?prefix=P                   {"count": n}: requests so far whose path starts with P
+  /count?prefix=P[&method=M]        {"count": n}: requests so far whose path starts with P
+                                    (and whose method is M: GET or HEAD)
+  /flip?tag=T                       swaps the model behind /m/T/flip/
+  /outage?tag=T                     toggles an outage: every /m/T/... request answers 503
   /reset                            clears the counts
 
-Everything else is 404. Runs until killed; prints "ready <url>" when listening.
+Model files carry an ETag (a hash of the body), exposed to CORS readers, as
+the Hugging Face hub's do. Everything else is 404. Runs until killed; prints
+"ready <url>" when listening.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -37,9 +46,12 @@ from urllib.parse import parse_qs, urlparse
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models")
 BASE_CASE = "ctc_group_both_shared"
+FLIPPED_CASE = "base_layer_sq3_c2p_separate"
 
 lock = threading.Lock()
-requests = []  # paths, in order
+requests = []  # (method, path), in order
+flipped = set()  # tags whose /m/{tag}/flip/ serves FLIPPED_CASE
+outage = set()  # tags whose /m/{tag}/... answer 503
 
 
 def fixture(case, name):
@@ -59,11 +71,13 @@ class Handler(BaseHTTPRequestHandler):
         if os.environ.get("SEWD_FIXTURE_LOG"):
             sys.stderr.write("serve_fixtures: " + fmt % args + "\n")
 
-    def send(self, status, body=b"", ctype="application/octet-stream", cors=True, length=None):
+    def send(self, status, body=b"", ctype="application/octet-stream", cors=True, length=None, etag=False):
         self.send_response(status)
         if cors:
             self.send_header("Access-Control-Allow-Origin", "*")
-            self.send_header("Access-Control-Expose-Headers", "Content-Length")
+            self.send_header("Access-Control-Expose-Headers", "Content-Length, ETag")
+        if etag:
+            self.send_header("ETag", '"%s"' % hashlib.sha1(body).hexdigest()[:16])
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.send_header("Cache-Control", "no-store")
@@ -85,18 +99,31 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
         path = url.path
+        query = parse_qs(url.query)
         if path == "/count":
-            prefix = parse_qs(url.query).get("prefix", [""])[0]
+            prefix = query.get("prefix", [""])[0]
+            method = query.get("method", [None])[0]
             with lock:
-                n = sum(1 for p in requests if p.startswith(prefix))
+                n = sum(1 for m, p in requests if p.startswith(prefix) and method in (None, m))
             return self.send(200, json.dumps({"count": n}).encode(), "application/json")
         if path == "/reset":
             with lock:
                 requests.clear()
             return self.send(200, b"{}", "application/json")
+        if path in ("/flip", "/outage"):
+            tag = query.get("tag", [""])[0]
+            switch = flipped if path == "/flip" else outage
+            with lock:
+                switch.symmetric_difference_update({tag})
+                on = tag in switch
+            return self.send(200, json.dumps({path[1:]: on}).encode(), "application/json")
         with lock:
-            requests.append(path)
+            requests.append((self.command, path))
         parts = path.strip("/").split("/")
+        with lock:
+            down = len(parts) > 1 and parts[0] == "m" and parts[1] in outage
+        if down:
+            return self.send(503, b"outage", "text/plain")
         if len(parts) == 2 and parts[0] == "audio" and parts[1].endswith(".wav"):
             p = os.path.join(ROOT, parts[1])
             if "/" not in parts[1] and os.path.isfile(p):
@@ -105,6 +132,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(404, b"not found", "text/plain")
         if len(parts) == 6 and parts[0] == "hub" and parts[3:5] == ["resolve", "main"]:
             return self.model_file(parts[2], parts[5])
+        if len(parts) == 4 and parts[0] == "m" and parts[2] == "flip":
+            with lock:
+                case = FLIPPED_CASE if parts[1] in flipped else BASE_CASE
+            return self.model_file(case, parts[3])
         if len(parts) == 4 and parts[0] == "m":
             return self.model_file(parts[2], parts[3])
         return self.send(404, b"not found", "text/plain")
@@ -147,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
             body = fixture(case, name)
         if body is None:
             return self.send(404, f"{case}/{name}: not found".encode(), "text/plain")
-        return self.send(200, body, ctype)
+        return self.send(200, body, ctype, etag=True)
 
 
 def main():

@@ -106,8 +106,9 @@ async fn errors_say_what_and_where() {
     assert!(cls.contains("classification"), "{cls}");
 }
 
-/// The second load of a model comes from the Cache API: no request reaches
-/// the server and every progress report says `cached`.
+/// The second load of a model comes from the Cache API: only HEAD requests
+/// (revalidation) reach the server, no GET, and every progress report says
+/// `cached`.
 #[wasm_bindgen_test]
 async fn second_load_comes_from_the_cache() {
     for (tag, case) in [("cache-st", "ctc_group_both_shared"), ("cache-pt", "base_layer_sq3_c2p_separate")] {
@@ -115,16 +116,19 @@ async fn second_load_comes_from_the_cache() {
         let model = url(&format!("{prefix}{case}/"));
         let first = ProgressLog::new();
         let opts = obj(&[("backend", "cpu".into()), ("onProgress", first.js())]);
-        let n0 = count(&prefix).await;
+        let n0 = count_method(&prefix, "GET").await;
         load(&model, opts).await.unwrap();
-        let n1 = count(&prefix).await;
+        let n1 = count_method(&prefix, "GET").await;
         assert!(n1 > n0, "{case}: the first load should download");
         assert!(first.reports.borrow().iter().all(|r| !r.cached));
 
         let second = ProgressLog::new();
         let opts = obj(&[("backend", "cpu".into()), ("onProgress", second.js())]);
+        let heads = count_method(&prefix, "HEAD").await;
         let rec = load(&model, opts).await.unwrap();
-        assert_eq!(count(&prefix).await, n1, "{case}: the second load made network requests");
+        assert_eq!(count_method(&prefix, "GET").await, n1, "{case}: the second load downloaded");
+        let revalidated = count_method(&prefix, "HEAD").await - heads;
+        assert!(revalidated as usize >= second.files().len(), "{case}: {revalidated} HEAD requests for {:?}", second.files());
         let reports = second.reports.borrow();
         assert!(!reports.is_empty() && reports.iter().all(|r| r.cached && r.total == Some(r.loaded)), "{case}: {reports:?}");
         assert_eq!(second.files(), first.files());
@@ -133,7 +137,7 @@ async fn second_load_comes_from_the_cache() {
 
         // cache: false goes to the network again.
         load(&model, obj(&[("backend", "cpu".into()), ("cache", false.into())])).await.unwrap();
-        assert!(count(&prefix).await > n1, "{case}: cache: false should download");
+        assert!(count_method(&prefix, "GET").await > n1, "{case}: cache: false should download");
     }
     // A file that failed to load is not cached: loading again asks the server again.
     let prefix = "/m/cache-bad/";
@@ -149,23 +153,62 @@ async fn second_load_comes_from_the_cache() {
     let prefix = "/m/cache-partial/";
     let model = url("/m/cache-partial/ctc_group_both_shared/");
     put_in_cache(&format!("{model}config.json"), "not json").await;
-    let n = count(prefix).await;
+    let n = count_method(prefix, "GET").await;
     load(&model, obj(&[("backend", "cpu".into())])).await.unwrap_or_else(|e| panic!("a partial cache entry was used: {e}"));
-    let n1 = count(prefix).await;
+    let n1 = count_method(prefix, "GET").await;
     assert!(n1 > n, "the load should have downloaded");
     load(&model, obj(&[("backend", "cpu".into())])).await.unwrap();
-    assert_eq!(count(prefix).await, n1, "after a complete load the cache serves every file");
+    assert_eq!(count_method(prefix, "GET").await, n1, "after a complete load the cache serves every file");
 
     // clearCache empties it: the next load downloads again.
     assert!(sewd::wasm::Recognizer::clear_cache().await.unwrap(), "there was a cache to clear");
     load(&model, obj(&[("backend", "cpu".into())])).await.unwrap();
-    assert!(count(prefix).await > n1, "a load after clearCache should download");
+    assert!(count_method(prefix, "GET").await > n1, "a load after clearCache should download");
+}
+
+/// A cached copy counts only while the server describes the file the same
+/// way (ETag, Last-Modified, Content-Length, by HEAD): a model replaced in
+/// place, as a hub's `resolve/main` is by every push, is downloaded again,
+/// files that went away or appeared included (here model.safetensors gives
+/// way to pytorch_model.bin). A server that cannot answer (an outage,
+/// offline) leaves the cached model usable.
+#[wasm_bindgen_test]
+async fn a_model_changed_on_the_server_is_downloaded_again() {
+    let tag = "cache-flip";
+    let prefix = format!("/m/{tag}/");
+    let model = url(&format!("{prefix}flip/"));
+    let cpu = || obj(&[("backend", "cpu".into())]);
+    assert_eq!(load(&model, cpu()).await.unwrap().head(), "ctc");
+    let gets = count_method(&prefix, "GET").await;
+    assert_eq!(load(&model, cpu()).await.unwrap().head(), "ctc");
+    assert_eq!(count_method(&prefix, "GET").await, gets, "unchanged files should come from the cache");
+
+    toggle("flip", tag).await;
+    let p = ProgressLog::new();
+    let rec = load(&model, obj(&[("backend", "cpu".into()), ("onProgress", p.js())])).await.unwrap();
+    assert_eq!(rec.head(), "base", "the cache answered with the model from before the change");
+    assert!(p.reports.borrow().iter().all(|r| !r.cached), "{:?}", p.reports.borrow());
+    assert!(p.files().contains(&"pytorch_model.bin".to_string()), "{:?}", p.files());
+    // The new files are cached in turn.
+    let gets = count_method(&prefix, "GET").await;
+    assert_eq!(load(&model, cpu()).await.unwrap().head(), "base");
+    assert_eq!(count_method(&prefix, "GET").await, gets, "the changed model should now come from the cache");
+
+    // An outage: every request answers 503, and the cached copy still loads.
+    toggle("outage", tag).await;
+    let loaded = load(&model, cpu()).await.map(|r| r.head());
+    toggle("outage", tag).await;
+    assert_eq!(loaded.unwrap(), "base", "during an outage the cached model should load");
+    assert!(load(&model, obj(&[("backend", "cpu".into()), ("cache", false.into())])).await.is_ok());
+
+    toggle("flip", tag).await;
+    assert_eq!(load(&model, cpu()).await.unwrap().head(), "ctc", "changing back should be seen too");
 }
 
 async fn put_in_cache(url: &str, body: &str) {
     use wasm_bindgen::JsCast;
     let caches = web_sys::window().unwrap().caches().unwrap();
-    let cache: web_sys::Cache = wasm_bindgen_futures::JsFuture::from(caches.open("sewd-models-v1")).await.unwrap().dyn_into().unwrap();
+    let cache: web_sys::Cache = wasm_bindgen_futures::JsFuture::from(caches.open(sewd::wasm::CACHE_NAME)).await.unwrap().dyn_into().unwrap();
     let resp = web_sys::Response::new_with_opt_str(Some(body)).unwrap();
     wasm_bindgen_futures::JsFuture::from(cache.put_with_str(url, &resp)).await.unwrap();
 }

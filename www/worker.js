@@ -90,9 +90,10 @@ async function load({ slot, source, backend }) {
   const options = {
     backend,
     onProgress: (loaded, total, file, cached) => post({ type: "progress", slot, loaded, total, file, cached }),
-    // Same-origin models (the bundled one, the local server) are cheap to
-    // fetch and may be rebuilt in place: keep them out of the Cache API so a
-    // stale copy never answers. Hub and other remote models are cached.
+    // Same-origin models (the bundled one, the local server) cost nothing to
+    // fetch again: keeping a second copy in the Cache API would only use the
+    // visitor's disk. Hub and other remote models are cached (and revalidated
+    // on each load, so one pushed again is downloaded again).
     cache: source.kind === "hub" || (source.kind === "url" && new URL(source.ref).origin !== self.location.origin),
   };
   if (source.endpoint) options.endpoint = source.endpoint;

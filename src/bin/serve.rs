@@ -87,7 +87,7 @@ fn handle(stream: TcpStream, root: &Path) -> io::Result<()> {
     match resolve(root, target) {
         Some(path) => match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) {
             Ok((file, meta)) if meta.is_file() => {
-                let head = headers(200, "OK", mime(&path), meta.len());
+                let head = headers(200, "OK", mime(&path), meta.len(), Some(&etag(&meta)));
                 out.write_all(head.as_bytes())?;
                 if !head_only {
                     io::copy(&mut BufReader::with_capacity(256 * 1024, file), &mut out)?;
@@ -105,18 +105,27 @@ fn respond(out: &mut TcpStream, code: u16, reason: &str, target: Option<&str>, h
         Some(t) => format!("{code} {reason}: {}\n", t.replace(|c: char| c.is_control(), "")),
         None => format!("{code} {reason}\n"),
     };
-    out.write_all(headers(code, reason, "text/plain; charset=utf-8", body.len() as u64).as_bytes())?;
+    out.write_all(headers(code, reason, "text/plain; charset=utf-8", body.len() as u64, None).as_bytes())?;
     if !head_only {
         out.write_all(body.as_bytes())?;
     }
     out.flush()
 }
 
-fn headers(code: u16, reason: &str, content_type: &str, len: u64) -> String {
+/// A file's validator from its size and modification time: a model rebuilt
+/// in place gets a new one, so a page's cached copy is downloaded again.
+fn etag(meta: &std::fs::Metadata) -> String {
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    format!("\"{:x}-{modified:x}\"", meta.len())
+}
+
+fn headers(code: u16, reason: &str, content_type: &str, len: u64, etag: Option<&str>) -> String {
+    let etag = etag.map(|e| format!("ETag: {e}\r\n")).unwrap_or_default();
     format!(
         "HTTP/1.1 {code} {reason}\r\n\
          Content-Type: {content_type}\r\n\
          Content-Length: {len}\r\n\
+         {etag}\
          Cross-Origin-Opener-Policy: same-origin\r\n\
          Cross-Origin-Embedder-Policy: require-corp\r\n\
          Cross-Origin-Resource-Policy: same-origin\r\n\
@@ -205,5 +214,19 @@ mod tests {
         }
         assert_eq!(mime(Path::new("a.wasm")), "application/wasm");
         assert_eq!(mime(Path::new("model.safetensors")), "application/octet-stream");
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_gets_a_new_etag() {
+        let path = std::env::temp_dir().join(format!("sewd-serve-etag-{}.bin", std::process::id()));
+        std::fs::write(&path, b"first model").unwrap();
+        let before = etag(&std::fs::metadata(&path).unwrap());
+        std::fs::write(&path, b"the second model").unwrap();
+        let after = etag(&std::fs::metadata(&path).unwrap());
+        std::fs::remove_file(&path).ok();
+        assert_ne!(before, after);
+        let head = headers(200, "OK", "application/json", 16, Some(&after));
+        assert!(head.contains(&format!("\r\nETag: {after}\r\nCross-Origin-Opener-Policy")), "{head}");
+        assert!(!headers(404, "Not Found", "text/plain", 3, None).contains("ETag"));
     }
 }

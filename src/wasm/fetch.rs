@@ -2,14 +2,23 @@
 //!
 //! Works in a Window and in a Worker: `fetch` and `caches` are taken from
 //! whichever global scope the module runs in.
+//!
+//! A cached file is kept with what the server said about it (status, ETag,
+//! Last-Modified, Content-Length) and revalidated on every load by a HEAD
+//! request: a hub's `resolve/main` moves with each push, so a copy is used
+//! only while the server still describes the same file. When the server
+//! cannot be reached the copy is used as it is, so cached models work offline.
 
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Cache, CacheStorage, ReadableStreamDefaultReader, Response, ResponseInit};
+use web_sys::{Cache, CacheStorage, Headers, ReadableStreamDefaultReader, RequestCache, RequestInit, Response, ResponseInit};
 
-/// Name of the Cache API cache holding model files.
-pub const CACHE_NAME: &str = "sewd-models-v1";
+/// Name of the Cache API cache holding model files. Version 2 stores each
+/// file's validators; version 1 (without them) could never be revalidated,
+/// so it is deleted when the cache is opened.
+pub const CACHE_NAME: &str = "sewd-models-v2";
+const OLD_CACHE_NAMES: [&str; 1] = ["sewd-models-v1"];
 /// Stored after every file of a load, so a model's cached files are used
 /// only as a whole: never some from one revision and the rest from another.
 pub const COMPLETE_MARKER: &str = ".sewd-cache-complete";
@@ -101,6 +110,64 @@ fn fetch_promise(url: &str) -> Result<Promise, String> {
     })
 }
 
+/// A HEAD request: a CORS "simple" request, so it needs no preflight. It
+/// goes to the server even when the browser's HTTP cache holds the file
+/// (`no-cache`), else a `max-age` would hide a change for that long.
+async fn head(url: &str) -> Result<Response, String> {
+    let init = RequestInit::new();
+    init.set_method("HEAD");
+    init.set_cache(RequestCache::NoCache);
+    let promise = match scope()? {
+        Scope::Window(w) => w.fetch_with_str_and_init(url, &init),
+        Scope::Worker(w) => w.fetch_with_str_and_init(url, &init),
+    };
+    let resp = JsFuture::from(promise).await.map_err(|e| js_text(&e))?;
+    resp.dyn_into().map_err(|_| format!("HEAD {url} did not return a Response"))
+}
+
+/// What a server said about a file: enough to ask later whether it changed.
+/// ETag and Last-Modified are readable cross-origin only where the server
+/// exposes them (`Access-Control-Expose-Headers`); Content-Length always is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Validators {
+    /// 200 (a file) or 404 (no such file).
+    pub status: u16,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub length: Option<String>,
+}
+
+/// Names the validators are stored under in a cached Response (ours, so they
+/// never mix with headers a Response makes up itself).
+const STORED: [&str; 3] = ["x-sewd-etag", "x-sewd-last-modified", "x-sewd-length"];
+const SERVED: [&str; 3] = ["etag", "last-modified", "content-length"];
+
+impl Validators {
+    fn read(headers: &Headers, names: [&str; 3], status: u16) -> Validators {
+        let get = |name: &str| headers.get(name).ok().flatten().filter(|v| !v.is_empty());
+        Validators { status, etag: get(names[0]), last_modified: get(names[1]), length: get(names[2]) }
+    }
+
+    fn served(resp: &Response) -> Validators {
+        Validators::read(&resp.headers(), SERVED, resp.status())
+    }
+
+    /// Whether `now` (a fresh HEAD) describes the file these were stored
+    /// with: the same status, and every validator both sides have agrees.
+    /// With none in common only the status can tell, and the copy is kept.
+    pub fn same_file(&self, now: &Validators) -> bool {
+        let agree = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.status == now.status
+            && agree(&self.etag, &now.etag)
+            && agree(&self.last_modified, &now.last_modified)
+            // A 404 page's length says nothing about a file.
+            && (self.status != 200 || agree(&self.length, &now.length))
+    }
+}
+
 /// The model cache, or `None` where the Cache API is missing (e.g. not a
 /// secure context) or refuses to open.
 pub async fn open_cache() -> Option<Cache> {
@@ -111,14 +178,20 @@ pub async fn open_cache() -> Option<Cache> {
     if storage.is_undefined() || storage.is_null() {
         return None;
     }
+    for old in OLD_CACHE_NAMES {
+        // Best effort: a failure only leaves unused bytes behind.
+        let _ = JsFuture::from(storage.delete(old)).await;
+    }
     JsFuture::from(storage.open(CACHE_NAME)).await.ok()?.dyn_into::<Cache>().ok()
 }
 
 /// A fetched (or cached) file.
-pub enum Fetched {
-    Found { bytes: Vec<u8>, from_cache: bool },
-    /// 404 (or a cached 404).
-    Missing { from_cache: bool },
+pub struct Fetched {
+    /// The file, or `None` for a 404 (or a cached 404).
+    pub bytes: Option<Vec<u8>>,
+    pub from_cache: bool,
+    /// To store with it in the cache.
+    pub validators: Validators,
 }
 
 /// Reports `(loaded, total, file, cached)` to the user's callback.
@@ -142,26 +215,43 @@ impl Progress {
     }
 }
 
-/// Looks `url` up in the cache: `Some(Found|Missing)` on a hit.
+/// Looks `url` up in the cache: `Some` on a hit that the server still
+/// describes the same way (or that it could not be asked about).
 async fn from_cache(cache: &Cache, url: &str) -> Option<Fetched> {
     let hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
     let resp: Response = hit.dyn_into().ok()?;
-    if resp.status() == 404 {
-        return Some(Fetched::Missing { from_cache: true });
-    }
-    if !resp.ok() {
+    let status = resp.status();
+    if status != 200 && status != 404 {
         return None;
     }
-    let buf = JsFuture::from(resp.array_buffer().ok()?).await.ok()?;
-    Some(Fetched::Found { bytes: Uint8Array::new(&buf).to_vec(), from_cache: true })
+    let stored = Validators::read(&resp.headers(), STORED, status);
+    if !still_current(url, &stored).await {
+        return None;
+    }
+    let bytes = match status {
+        404 => None,
+        _ => Some(Uint8Array::new(&JsFuture::from(resp.array_buffer().ok()?).await.ok()?).to_vec()),
+    };
+    Some(Fetched { bytes, from_cache: true, validators: stored })
 }
 
-/// Fetches `url`, reporting progress as `file`. 404 is `Missing`; every
-/// other failure is an error naming the URL.
+/// Whether the server still serves what `stored` describes. An unreachable
+/// server, or any answer but a file or a 404, keeps the copy: offline, or a
+/// passing outage, the cached model still loads.
+async fn still_current(url: &str, stored: &Validators) -> bool {
+    match head(url).await {
+        Ok(now) if matches!(now.status(), 200 | 404) => stored.same_file(&Validators::served(&now)),
+        _ => true,
+    }
+}
+
+/// Fetches `url` (from the cache when it holds a current copy), reporting
+/// progress as `file`. A 404 is `bytes: None`; every other failure is an
+/// error naming the URL.
 pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: &Progress) -> Result<Fetched, String> {
     if let Some(cache) = cache {
         if let Some(hit) = from_cache(cache, url).await {
-            if let Fetched::Found { bytes, .. } = &hit {
+            if let Some(bytes) = &hit.bytes {
                 progress.report(bytes.len() as f64, Some(bytes.len() as f64), file, true);
             }
             return Ok(hit);
@@ -175,8 +265,9 @@ pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: 
     })?;
     let resp: Response = resp.dyn_into().map_err(|_| format!("fetch of {url} did not return a Response"))?;
     let status = resp.status();
+    let validators = Validators::served(&resp);
     if status == 404 {
-        return Ok(Fetched::Missing { from_cache: false });
+        return Ok(Fetched { bytes: None, from_cache: false, validators });
     }
     if !resp.ok() {
         let hint = match status {
@@ -239,7 +330,7 @@ pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: 
         }
     }
     progress.report(bytes.len() as f64, Some(total.unwrap_or(bytes.len() as f64)), file, false);
-    Ok(Fetched::Found { bytes, from_cache: false })
+    Ok(Fetched { bytes: Some(bytes), from_cache: false, validators })
 }
 
 fn has_content_encoding(resp: &Response) -> bool {
@@ -265,14 +356,28 @@ pub async fn clear_cache() -> Result<bool, String> {
     if storage.is_undefined() || storage.is_null() {
         return Ok(false);
     }
-    let deleted = JsFuture::from(storage.delete(CACHE_NAME)).await.map_err(|e| format!("deleting the cache {CACHE_NAME} failed: {}", js_text(&e)))?;
-    Ok(deleted.is_truthy())
+    let mut any = false;
+    for name in std::iter::once(CACHE_NAME).chain(OLD_CACHE_NAMES) {
+        let deleted = JsFuture::from(storage.delete(name)).await.map_err(|e| format!("deleting the cache {name} failed: {}", js_text(&e)))?;
+        any |= deleted.is_truthy();
+    }
+    Ok(any)
 }
 
-/// Stores a file (or a 404 marker, `bytes = None`) in the cache; `false` on a
-/// failure (quota, private mode), which only costs the next load a download.
-pub async fn store(cache: &Cache, url: &str, bytes: Option<&[u8]>) -> bool {
+/// Stores a file (or a 404 marker, `bytes = None`) with its validators in the
+/// cache; `false` on a failure (quota, private mode), which only costs the
+/// next load a download.
+pub async fn store(cache: &Cache, url: &str, bytes: Option<&[u8]>, validators: &Validators) -> bool {
     let init = ResponseInit::new();
+    if let Ok(headers) = Headers::new() {
+        let values = [&validators.etag, &validators.last_modified, &validators.length];
+        for (name, value) in STORED.iter().zip(values) {
+            if let Some(v) = value {
+                let _ = headers.set(name, v);
+            }
+        }
+        init.set_headers(&headers);
+    }
     let resp = match bytes {
         Some(b) => {
             init.set_status(200);

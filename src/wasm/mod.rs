@@ -35,6 +35,7 @@ use crate::pipeline::{ModelFiles, Pipeline};
 use crate::tokenizer::CtcTokenizer;
 use crate::weights::{TensorData, WeightStore, PYTORCH_FILE, SAFETENSORS_FILE};
 
+use fetch::Fetched;
 pub use fetch::{Location, CACHE_NAME, DEFAULT_ENDPOINT};
 pub use stream::Stream;
 
@@ -53,7 +54,8 @@ export interface LoadOptions {
   /** Hub endpoint for hub ids (default "https://huggingface.co"): files are
    * `${endpoint}/${id}/resolve/main/${file}`. */
   endpoint?: string;
-  /** Keep files in the Cache API ("sewd-models-v1") and reuse them (default true). */
+  /** Keep files in the Cache API ("sewd-models-v2") and reuse them while the server still
+   * describes them the same way (a HEAD request per file; offline, as they are). Default true. */
   cache?: boolean;
 }
 
@@ -418,31 +420,29 @@ impl Recognizer {
         // once the model has loaded, so a bad file is not kept. Downloaded
         // files (and 404s) are kept for that in `fresh`, moved there after
         // use rather than copied: the weights can be hundreds of MB.
-        let mut fresh: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-        let get = async |file: &str| -> Result<(String, Option<Vec<u8>>, bool), JsValue> {
+        let mut fresh: Vec<(String, Fetched)> = Vec::new();
+        let get = async |file: &str| -> Result<(String, Fetched), JsValue> {
             let url = location.url(file);
-            Ok(match fetch::fetch_file(&url, file, read_cache, &progress).await.map_err(js_error)? {
-                fetch::Fetched::Found { bytes, from_cache } => (url, Some(bytes), !from_cache),
-                fetch::Fetched::Missing { from_cache } => (url, None, !from_cache),
-            })
+            let fetched = fetch::fetch_file(&url, file, read_cache, &progress).await.map_err(js_error)?;
+            Ok((url, fetched))
         };
-        let mut keep = |url: String, bytes: Option<Vec<u8>>, downloaded: bool| {
-            if downloaded && cache.is_some() {
-                fresh.push((url, bytes));
+        let mut keep = |url: String, fetched: Fetched| {
+            if !fetched.from_cache && cache.is_some() {
+                fresh.push((url, fetched));
             }
         };
         let text = |bytes: &[u8], url: &str| String::from_utf8(bytes.to_vec()).map_err(|_| js_error(format!("{url}: not UTF-8 text")));
 
-        let (config_url, config, downloaded) = get("config.json").await?;
-        let config_json = match &config {
+        let (config_url, config) = get("config.json").await?;
+        let config_json = match &config.bytes {
             Some(b) => text(b, &config_url)?,
             None => return Err(js_error(format!("{config_url}: not found (404): no model at {here}"))),
         };
-        keep(config_url, config, downloaded);
+        keep(config_url, config);
         let mut optional_text = async |file: &str| -> Result<Option<String>, JsValue> {
-            let (url, bytes, downloaded) = get(file).await?;
-            let t = bytes.as_deref().map(|b| text(b, &url)).transpose()?;
-            keep(url, bytes, downloaded);
+            let (url, fetched) = get(file).await?;
+            let t = fetched.bytes.as_deref().map(|b| text(b, &url)).transpose()?;
+            keep(url, fetched);
             Ok(t)
         };
         let vocab_json = optional_text("vocab.json").await?;
@@ -451,28 +451,26 @@ impl Recognizer {
             Some(_) => optional_text("tokenizer_config.json").await?,
             None => None,
         };
-        let weights = match get(SAFETENSORS_FILE).await? {
-            (url, Some(b), downloaded) => {
-                let w = WeightStore::from_safetensors(&b, &url).map_err(js_error)?;
-                keep(url, Some(b), downloaded);
+        let (url, safetensors) = get(SAFETENSORS_FILE).await?;
+        let weights = match &safetensors.bytes {
+            Some(b) => {
+                let w = WeightStore::from_safetensors(b, &url).map_err(js_error)?;
+                keep(url, safetensors);
                 w
             }
-            (url, None, downloaded) => {
-                keep(url, None, downloaded);
-                match get(PYTORCH_FILE).await? {
-                    (url, Some(b), downloaded) => {
-                        let w = WeightStore::from_pytorch(&b, &url).map_err(js_error)?;
-                        keep(url, Some(b), downloaded);
-                        w
-                    }
-                    (_, None, _) => {
-                        return Err(js_error(format!(
-                            "no weights for {here}: neither {} nor {} exists (404)",
-                            location.url(SAFETENSORS_FILE),
-                            location.url(PYTORCH_FILE)
-                        )))
-                    }
-                }
+            None => {
+                keep(url, safetensors);
+                let (url, bin) = get(PYTORCH_FILE).await?;
+                let Some(b) = &bin.bytes else {
+                    return Err(js_error(format!(
+                        "no weights for {here}: neither {} nor {} exists (404)",
+                        location.url(SAFETENSORS_FILE),
+                        location.url(PYTORCH_FILE)
+                    )));
+                };
+                let w = WeightStore::from_pytorch(b, &url).map_err(js_error)?;
+                keep(url, bin);
+                w
             }
         };
         let files = ModelFiles { config_json, weights, vocab_json, preprocessor_json, tokenizer_config_json };
@@ -481,11 +479,11 @@ impl Recognizer {
         if let Some(cache) = &cache {
             if !fresh.is_empty() {
                 let mut all = true;
-                for (url, bytes) in &fresh {
-                    all &= fetch::store(cache, url, bytes.as_deref()).await;
+                for (url, fetched) in &fresh {
+                    all &= fetch::store(cache, url, fetched.bytes.as_deref(), &fetched.validators).await;
                 }
                 if all {
-                    fetch::store(cache, &marker, Some(&[])).await;
+                    fetch::store(cache, &marker, Some(&[]), &fetch::Validators::default()).await;
                 }
             }
         }
@@ -500,7 +498,7 @@ impl Recognizer {
         })
     }
 
-    /// Deletes every cached model file (the Cache API cache "sewd-models-v1"),
+    /// Deletes every cached model file (the Cache API cache "sewd-models-v2"),
     /// so the next load downloads again. Resolves to whether there was one.
     #[wasm_bindgen(js_name = clearCache)]
     pub async fn clear_cache() -> Result<bool, JsValue> {

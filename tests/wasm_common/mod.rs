@@ -60,6 +60,19 @@ pub async fn count(prefix: &str) -> u64 {
     v["count"].as_u64().unwrap()
 }
 
+/// Requests like `count`, only those made with `method` (GET or HEAD).
+pub async fn count_method(prefix: &str, method: &str) -> u64 {
+    let text = get_text(&format!("/count?prefix={}&method={method}", js_sys::encode_uri_component(prefix))).await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["count"].as_u64().unwrap()
+}
+
+/// Toggles a server switch for `/m/{tag}/` (`flip`: the model behind
+/// `/m/{tag}/flip/`; `outage`: every file there answers 503).
+pub async fn toggle(switch: &str, tag: &str) {
+    get_text(&format!("/{switch}?tag={tag}")).await;
+}
+
 /// A fixture clip as float samples.
 pub async fn clip(name: &str) -> Vec<f32> {
     let bytes = get(&format!("/audio/{name}")).await;
