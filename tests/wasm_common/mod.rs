@@ -55,15 +55,16 @@ pub async fn get_text(path: &str) -> String {
 
 /// Requests the server has seen whose path starts with `prefix`.
 pub async fn count(prefix: &str) -> u64 {
-    let text = get_text(&format!("/count?prefix={}", js_sys::encode_uri_component(prefix))).await;
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["count"].as_u64().unwrap()
+    count_query(&format!("prefix={}", js_sys::encode_uri_component(prefix))).await
 }
 
 /// Requests like `count`, only those made with `method` (GET or HEAD).
 pub async fn count_method(prefix: &str, method: &str) -> u64 {
-    let text = get_text(&format!("/count?prefix={}&method={method}", js_sys::encode_uri_component(prefix))).await;
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    count_query(&format!("prefix={}&method={method}", js_sys::encode_uri_component(prefix))).await
+}
+
+async fn count_query(query: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&get_text(&format!("/count?{query}")).await).unwrap();
     v["count"].as_u64().unwrap()
 }
 
