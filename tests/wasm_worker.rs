@@ -22,8 +22,9 @@ async fn get(path: &str) -> Vec<u8> {
     js_sys::Uint8Array::new(&JsFuture::from(resp.array_buffer().unwrap()).await.unwrap()).to_vec()
 }
 
-async fn count(prefix: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_slice(&get(&format!("/count?prefix={prefix}")).await).unwrap();
+/// Requests made with `method` (GET or HEAD) whose path starts with `prefix`.
+async fn count(prefix: &str, method: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(&get(&format!("/count?prefix={prefix}&method={method}")).await).unwrap();
     v["count"].as_u64().unwrap()
 }
 
@@ -37,7 +38,9 @@ async fn load_transcribe_and_cache_in_a_worker() {
     let wav = sewd::audio::read_wav(&get("/audio/speech_3s.wav").await, "speech_3s.wav").unwrap();
     let r = rec.transcribe(wav.samples, 16_000).await.unwrap();
     assert!(!Reflect::get(&r, &"text".into()).unwrap().as_string().unwrap().is_empty());
-    let n = count("/m/worker/").await;
+    let (gets, heads) = (count("/m/worker/", "GET").await, count("/m/worker/", "HEAD").await);
     Recognizer::load(model.into(), JsValue::from(opts)).await.unwrap();
-    assert_eq!(count("/m/worker/").await, n, "the second load in a worker should come from the cache");
+    assert_eq!(count("/m/worker/", "GET").await, gets, "the second load in a worker should come from the cache");
+    // Revalidated from the worker scope too: one HEAD per cached file.
+    assert!(count("/m/worker/", "HEAD").await > heads, "the cached files were not revalidated");
 }
