@@ -258,6 +258,9 @@ def main():
     ap.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast for the forward pass (weights, gradients, optimizer and the CTC "
                     "loss stay float32): 1.3x the steps per second on an AVX512-BF16 CPU; refused on a CPU without it")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seeds the batch order and augmentation; a new one when resuming on the same "
+                    "caches gives the run other batches than the run it continues")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     ap.add_argument("--workers", type=int, default=0, help="processes that augment and pad batches")
     ap.add_argument("--data", default="asr_train", help="cache prefixes under training/data/, comma-separated")
@@ -269,8 +272,8 @@ def main():
         # without it torch falls back to a scalar bfloat16 GEMM: about 10x slower than float32
         sys.exit("--bf16: this CPU has neither AVX512-BF16 nor AMX-BF16; train in float32 (drop --bf16)")
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
 
