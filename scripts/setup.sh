@@ -46,6 +46,12 @@ if [ -n "$wbg_version" ] && [ "$(wasm-bindgen --version 2>/dev/null | awk '{prin
     cargo install wasm-bindgen-cli --version "$wbg_version" --force
 fi
 
+# binaryen's wasm-opt for `make pkg` (Debian 12's is too old for wasm-bindgen's output; see the Makefile).
+if [ ! -f tools/node_modules/binaryen/package.json ] || [ tools/package-lock.json -nt tools/node_modules/.package-lock.json ]; then
+    echo "setup: npm install in tools (binaryen's wasm-opt)"
+    (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # playwright-core for the page test (it drives Debian's Chromium; it never downloads a browser).
 if [ ! -f tests/page/node_modules/playwright-core/package.json ] || [ tests/page/package-lock.json -nt tests/page/node_modules/.package-lock.json ]; then
     echo "setup: npm install in tests/page"
