@@ -2,6 +2,7 @@
 
   cargo build --release
   python training/evaluate.py asr   # WER/CER of models/sewd-demo-en on training/data/asr_test
+  python training/evaluate.py asr --val --model DIR   # on training/data/asr_val, to choose checkpoints
   python training/evaluate.py kws   # accuracy of models/sewd-demo-kws on training/data/kws_test
 
 Runs e.g. `target/release/sewd transcribe --model models/sewd-demo-en --format jsonl FILES...`
@@ -38,7 +39,7 @@ def norm(t):
 
 
 def eval_asr(a):
-    test = DATA / "asr_test"
+    test = DATA / ("asr_val" if a.val else "asr_test")
     man = [json.loads(l) for l in open(test / "manifest.jsonl")]
     files = [str(test / m["file"]) for m in man]
     lines = run_cli([a.sewd, "transcribe", "--model", a.model or "models/sewd-demo-en", "--format", "jsonl", files])
@@ -59,7 +60,7 @@ def eval_asr(a):
         print(f"{k:28s} WER {100 * v['wer']:5.1f}%  CER {100 * v['cer']:5.1f}%  exact {100 * v['exact']:5.1f}%  n={v['n']}")
     for r, h in examples:
         print(f"  REF {r}\n  HYP {h}")
-    json.dump(res, open(DATA / "asr_eval.json", "w"), indent=1)
+    json.dump(res, open(DATA / ("asr_val_eval.json" if a.val else "asr_eval.json"), "w"), indent=1)
 
 
 def eval_kws(a):
@@ -96,5 +97,7 @@ if __name__ == "__main__":
     ap.add_argument("task", choices=["asr", "kws"])
     ap.add_argument("--sewd", default=str(ROOT / "target" / "release" / "sewd"))
     ap.add_argument("--model", default=None)
+    ap.add_argument("--val", action="store_true",
+                    help="asr: the validation set (make_data.py asr --n-val N), for choosing between checkpoints")
     a = ap.parse_args()
     eval_asr(a) if a.task == "asr" else eval_kws(a)

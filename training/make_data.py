@@ -68,27 +68,38 @@ def save_cache(prefix, clips, meta):
             f.write(json.dumps(m) + "\n")
 
 
-def make_asr(n_train, n_test):
-    sm = C.SentenceMaker()
-    rng = np.random.default_rng(1234)
-    out = DATA / "asr_test"
+def write_heldout(sm, name, seed, n, exclude):
+    """n seeded clips cycling through the base voices and TEST_CONDITIONS, as WAVs plus a
+    manifest under training/data/<name>/; returns their sentences."""
+    rng = np.random.default_rng(seed)
+    out = DATA / name
     out.mkdir(parents=True, exist_ok=True)
-    test_sents = set()
+    sents = set()
     with open(out / "manifest.jsonl", "w") as man:
-        for i in range(n_test):
+        for i in range(n):
             text = sm.sentence(rng)
-            while text in test_sents:
+            while text in sents or text in exclude:
                 text = sm.sentence(rng)
-            test_sents.add(text)
+            sents.add(text)
             voice = random_voice(rng, C.BASE_VOICES[i % len(C.BASE_VOICES)])
             x, rate, pitch = synth(text, rng, voice)
             cond = TEST_CONDITIONS[i % len(TEST_CONDITIONS)]
             x = test_augment(rng, x, cond)
-            name = f"asr_{i:04d}.wav"
-            C.write_wav(out / name, x)
-            man.write(json.dumps({"file": name, "text": text, "voice": voice, "rate": rate, "pitch": pitch,
+            fname = f"asr_{i:04d}.wav"
+            C.write_wav(out / fname, x)
+            man.write(json.dumps({"file": fname, "text": text, "voice": voice, "rate": rate, "pitch": pitch,
                                   "condition": cond}) + "\n")
-    print(f"asr test: {n_test} clips", flush=True)
+    print(f"{name}: {n} clips", flush=True)
+    return sents
+
+
+def make_asr(n_train, n_test, n_val):
+    sm = C.SentenceMaker()
+    test_sents = write_heldout(sm, "asr_test", 1234, n_test, set())
+    # The validation set (its own seed, none of the test sentences) is for choosing between
+    # checkpoints, so that the test set's figures are not chosen on the test set.
+    val_sents = write_heldout(sm, "asr_val", 4321, n_val, test_sents) if n_val else set()
+    test_sents |= val_sents
     if n_train == 0:  # `--n-train 0` rebuilds only the test set, e.g. on a new machine
         return
     rng = np.random.default_rng(42)
@@ -244,6 +255,8 @@ if __name__ == "__main__":
     ap.add_argument("plan", nargs="?", help="synth: the plan file to synthesize")
     ap.add_argument("--n-train", type=count, default=10000)
     ap.add_argument("--n-test", type=count, default=300)
+    ap.add_argument("--n-val", type=count, default=0,
+                    help="asr: also this many validation clips (training/data/asr_val, seed 4321)")
     ap.add_argument("--n-per-kw", type=count, default=1200)
     ap.add_argument("--n-unknown", type=count, default=4800)
     ap.add_argument("--long-frac", type=float, default=0.2)
@@ -254,7 +267,7 @@ if __name__ == "__main__":
     a = ap.parse_args()
     DATA.mkdir(exist_ok=True)
     if a.task == "asr":
-        make_asr(a.n_train, a.n_test)
+        make_asr(a.n_train, a.n_test, a.n_val)
     elif a.task == "kws":
         make_kws(n_per_kw=400, n_unknown=1600, n_test_per_kw=40, n_test_unknown=80, n_test_silence=40)
     elif a.task == "synth":
