@@ -40,6 +40,9 @@ def norm(t):
 
 def eval_asr(a):
     test = DATA / ("asr_val" if a.val else "asr_test")
+    if not (test / "manifest.jsonl").exists():
+        sys.exit(f"{test / 'manifest.jsonl'} is missing: run `make_data.py asr --n-train 0"
+                 f"{' --n-val 300' if a.val else ''}` first")
     man = [json.loads(l) for l in open(test / "manifest.jsonl")]
     files = [str(test / m["file"]) for m in man]
     lines = run_cli([a.sewd, "transcribe", "--model", a.model or "models/sewd-demo-en", "--format", "jsonl", files])
@@ -100,4 +103,6 @@ if __name__ == "__main__":
     ap.add_argument("--val", action="store_true",
                     help="asr: the validation set (make_data.py asr --n-val N), for choosing between checkpoints")
     a = ap.parse_args()
+    if a.val and a.task != "asr":
+        ap.error("--val: only the asr task has a validation set")
     eval_asr(a) if a.task == "asr" else eval_kws(a)

@@ -9,8 +9,8 @@ set can be planned here and synthesized there in parallel:
   python training/make_data.py plan-asr --n-train 24000 --seed 7 --out training/data/plan_asr.jsonl
   python training/make_data.py synth training/data/plan_asr.jsonl --prefix asr_gpu --workers 12
 
-The held-out test sets are made first with a fixed seed; the training sentences
-exclude every test sentence. Test clips go through every base voice in turn (with
+The held-out test sets (and the ASR validation set, `asr --n-val N`) are made first
+with fixed seeds; the training sentences exclude every held-out sentence. Test clips go through every base voice in turn (with
 random variants, rates and pitches) and get a fixed, seeded augmentation.
 Training clips are stored clean; train_*.py augments them on the fly.
 """
@@ -98,8 +98,7 @@ def make_asr(n_train, n_test, n_val):
     test_sents = write_heldout(sm, "asr_test", 1234, n_test, set())
     # The validation set (its own seed, none of the test sentences) is for choosing between
     # checkpoints, so that the test set's figures are not chosen on the test set.
-    val_sents = write_heldout(sm, "asr_val", 4321, n_val, test_sents) if n_val else set()
-    test_sents |= val_sents
+    held_out = test_sents | (write_heldout(sm, "asr_val", 4321, n_val, test_sents) if n_val else set())
     if n_train == 0:  # `--n-train 0` rebuilds only the test set, e.g. on a new machine
         return
     rng = np.random.default_rng(42)
@@ -107,7 +106,7 @@ def make_asr(n_train, n_test, n_val):
     t0 = time.time()
     while len(clips) < n_train:
         text = sm.sentence(rng)
-        if text in test_sents:
+        if text in held_out:
             continue
         voice = random_voice(rng)
         x, rate, pitch = synth(text, rng, voice)
@@ -187,15 +186,18 @@ def test_manifest(task):
 
 
 def plan_asr(n_train, seed, long_frac):
-    """Training sentences and voices only (no audio), test sentences excluded;
-    long_frac of them 9-20 words, so the model also sees 5-10 s of context."""
-    test_sents = {m["text"] for m in test_manifest("asr")}
+    """Training sentences and voices only (no audio), test (and validation, if made)
+    sentences excluded; long_frac of them 9-20 words, so the model also sees 5-10 s of context."""
+    held_out = {m["text"] for m in test_manifest("asr")}
+    val = DATA / "asr_val" / "manifest.jsonl"
+    if val.exists():
+        held_out |= {json.loads(line)["text"] for line in open(val)}
     sm = C.SentenceMaker()
     rng = np.random.default_rng(seed)
     plan = []
     while len(plan) < n_train:
         text = sm.sentence(rng, 9, 20) if rng.random() < long_frac else sm.sentence(rng)
-        if text in test_sents:
+        if text in held_out:
             continue
         plan.append({"kind": "asr", "text": text, "voice": random_voice(rng),
                      "rate": int(rng.integers(130, 231)), "pitch": int(rng.integers(20, 81))})
