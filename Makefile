@@ -54,9 +54,10 @@ cli:
 demo: setup pkg cli
 	target/release/sewd serve --port $(PORT)
 
-# The demo page in Debian's Chromium: fake microphone, file upload, WebGPU badge.
+# The demo page in Debian's Chromium: fake microphone, file upload, WebGPU badge;
+# then the npm package in Node (its CPU path, models over HTTP).
 test-page: pkg cli
-	cd tests/page && node --test --test-concurrency=1 page.test.mjs
+	cd tests/page && node --test --test-concurrency=1 page.test.mjs node.test.mjs
 
 # Side-by-side CPU timing against PyTorch (needs the venv of DEVELOPERS.md).
 bench:

@@ -1,7 +1,7 @@
 //! Model files over HTTP: hub ids and base URLs, progress, the Cache API.
 //!
-//! Works in a Window and in a Worker: `fetch` and `caches` are taken from
-//! whichever global scope the module runs in.
+//! Works in a Window, a Worker and Node 18+: `fetch` and `caches` are taken
+//! from `globalThis` (Node has no Cache API: every load downloads).
 //!
 //! A cached file is kept with what the server said about it (status, ETag,
 //! Last-Modified, Content-Length) and revalidated on every load by a HEAD
@@ -87,27 +87,36 @@ pub fn js_text(v: &JsValue) -> String {
     v.as_string().unwrap_or_else(|| format!("{v:?}"))
 }
 
-enum Scope {
-    Window(web_sys::Window),
-    Worker(web_sys::WorkerGlobalScope),
+/// The global scope's `fetch`, called with the scope as `this`. Taken from
+/// `globalThis` rather than through `Window`/`WorkerGlobalScope`, so the
+/// same code runs in a page, a Worker, and Node 18+ (which has `fetch` but
+/// neither of those scopes).
+fn fetch_with(url: &str, init: Option<&RequestInit>) -> Result<Promise, String> {
+    let global = js_sys::global();
+    let fetch: Function = Reflect::get(&global, &"fetch".into())
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or("this JavaScript environment has no fetch (a browser, a Worker or Node 18+ has one)")?;
+    let called = match init {
+        Some(init) => fetch.call2(&global, &JsValue::from_str(url), init),
+        None => fetch.call1(&global, &JsValue::from_str(url)),
+    };
+    let promise = called.map_err(|e| format!("fetch({url}) threw: {}", js_text(&e)))?;
+    promise.dyn_into().map_err(|_| format!("fetch({url}) did not return a Promise"))
 }
 
-fn scope() -> Result<Scope, String> {
-    let g = js_sys::global();
-    if let Some(w) = g.dyn_ref::<web_sys::Window>() {
-        return Ok(Scope::Window(w.clone()));
+/// The Cache API, or `None` where the scope has none: outside a secure
+/// context, or in Node.
+fn cache_storage() -> Option<CacheStorage> {
+    let storage = Reflect::get(&js_sys::global(), &"caches".into()).ok()?;
+    if storage.is_undefined() || storage.is_null() {
+        return None;
     }
-    if let Some(w) = g.dyn_ref::<web_sys::WorkerGlobalScope>() {
-        return Ok(Scope::Worker(w.clone()));
-    }
-    Err("neither a Window nor a Worker global scope: fetch is not available here".into())
+    storage.dyn_into().ok()
 }
 
 fn fetch_promise(url: &str) -> Result<Promise, String> {
-    Ok(match scope()? {
-        Scope::Window(w) => w.fetch_with_str(url),
-        Scope::Worker(w) => w.fetch_with_str(url),
-    })
+    fetch_with(url, None)
 }
 
 /// A HEAD request: a CORS "simple" request, so it needs no preflight. It
@@ -117,11 +126,7 @@ async fn head(url: &str) -> Result<Response, String> {
     let init = RequestInit::new();
     init.set_method("HEAD");
     init.set_cache(RequestCache::NoCache);
-    let promise = match scope()? {
-        Scope::Window(w) => w.fetch_with_str_and_init(url, &init),
-        Scope::Worker(w) => w.fetch_with_str_and_init(url, &init),
-    };
-    let resp = JsFuture::from(promise).await.map_err(|e| js_text(&e))?;
+    let resp = JsFuture::from(fetch_with(url, Some(&init))?).await.map_err(|e| js_text(&e))?;
     resp.dyn_into().map_err(|_| format!("HEAD {url} did not return a Response"))
 }
 
@@ -168,16 +173,10 @@ impl Validators {
     }
 }
 
-/// The model cache, or `None` where the Cache API is missing (e.g. not a
-/// secure context) or refuses to open.
+/// The model cache, or `None` where the Cache API is missing (not a secure
+/// context, Node) or refuses to open.
 pub async fn open_cache() -> Option<Cache> {
-    let storage: CacheStorage = match scope().ok()? {
-        Scope::Window(w) => w.caches().ok()?,
-        Scope::Worker(w) => w.caches().ok()?,
-    };
-    if storage.is_undefined() || storage.is_null() {
-        return None;
-    }
+    let storage = cache_storage()?;
     for old in OLD_CACHE_NAMES {
         // Best effort: a failure only leaves unused bytes behind.
         let _ = JsFuture::from(storage.delete(old)).await;
@@ -347,15 +346,10 @@ pub async fn cached(cache: &Cache, url: &str) -> bool {
 
 /// Deletes the model cache; `false` when there was none (or no Cache API).
 pub async fn clear_cache() -> Result<bool, String> {
-    let storage: CacheStorage = match scope()? {
-        Scope::Window(w) => w.caches(),
-        Scope::Worker(w) => w.caches(),
-    }
-    .map_err(|e| format!("the Cache API is not available here: {}", js_text(&e)))?;
-    // Outside a secure context `caches` is undefined: there is nothing to delete.
-    if storage.is_undefined() || storage.is_null() {
+    // Outside a secure context, or in Node, there is no Cache API and nothing to delete.
+    let Some(storage) = cache_storage() else {
         return Ok(false);
-    }
+    };
     let mut any = false;
     for name in std::iter::once(CACHE_NAME).chain(OLD_CACHE_NAMES) {
         let deleted = JsFuture::from(storage.delete(name)).await.map_err(|e| format!("deleting the cache {name} failed: {}", js_text(&e)))?;

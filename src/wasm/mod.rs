@@ -632,7 +632,7 @@ async fn build_engine(backend: &str, files: ModelFiles) -> Result<(Engine, Optio
         let gpu = if webgpu_present() {
             Gpu::new_async().await.map_err(|e| e.to_string())
         } else {
-            Err("this browser has no WebGPU (navigator.gpu is missing; in Chrome it needs a secure context)".to_string())
+            Err("no WebGPU here (navigator.gpu is missing: Node has none, and Chrome has it only in a secure context)".to_string())
         };
         let built = match gpu {
             Ok(gpu) => Pipeline::new(gpu, &files).map_err(|e| e.to_string()),

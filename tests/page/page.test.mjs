@@ -26,11 +26,12 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { startServer } from "./serve.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = path.join(ROOT, "target/release/sewd");
@@ -71,24 +72,6 @@ let expected;
 
 function cliTranscribe(wav) {
   return execFileSync(CLI, ["transcribe", "--model", MODEL.dir, wav], { encoding: "utf8" }).trim();
-}
-
-function startServer() {
-  return new Promise((resolve, reject) => {
-    server = spawn(CLI, ["serve", "--port", "0", "--root", ROOT], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`sewd serve did not start: ${out}`)), 15000);
-    server.stdout.on("data", (d) => {
-      out += d;
-      const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(`http://127.0.0.1:${m[1]}`);
-      }
-    });
-    server.stderr.on("data", (d) => process.stderr.write(`[serve] ${d}`));
-    server.on("exit", (code) => reject(new Error(`sewd serve exited with ${code}: ${out}`)));
-  });
 }
 
 async function launch(extraArgs = []) {
@@ -234,7 +217,7 @@ before(async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
   expected = cliTranscribe(MODEL.clip);
   assert.ok(expected.length > 0, "the CLI printed an empty transcript for the test clip");
-  base = await startServer();
+  ({ url: base, server } = await startServer(CLI, ROOT));
 });
 
 after(() => {
