@@ -258,6 +258,9 @@ def main():
     ap.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast for the forward pass (weights, gradients, optimizer and the CTC "
                     "loss stay float32): 1.3x the steps per second on an AVX512-BF16 CPU; refused on a CPU without it")
+    ap.add_argument("--freeze-features", action="store_true",
+                    help="keep the conv feature encoder fixed (as transformers' fine-tuning recipes do): no "
+                    "backward through the raw-audio convolutions, 1.33x the steps per second on this model")
     ap.add_argument("--seed", type=int, default=0,
                     help="seeds the batch order and augmentation; a new one when resuming on the same "
                     "caches gives the run other batches than the run it continues")
@@ -289,6 +292,8 @@ def main():
     if a.resume:
         grown = grow_ffn(model, resumed)
         print(f"resumed from {a.resume}" + (f" (feed-forward layers widened to {ffn})" if grown else ""), flush=True)
+    if a.freeze_features:
+        model.freeze_feature_encoder()
     nparam = sum(p.numel() for p in model.parameters())
     print(f"params {nparam / 1e6:.2f} M", flush=True)
 
