@@ -89,13 +89,17 @@ test("node: classifies a keyword as the CLI does", async () => {
   rec.free();
 });
 
-test("node: a missing model names the file it could not get; clearCache has nothing to clear", async () => {
+test("node: a missing model names the file it could not get, a relative URL is refused; clearCache has nothing to clear", async () => {
   await assert.rejects(sewd.Recognizer.load(`${base}/models/no-such-model/`), (e) => {
     assert.match(String(e.message ?? e), /models\/no-such-model\/config\.json: not found \(404\)/);
     return true;
   });
   await assert.rejects(sewd.Recognizer.load("http://127.0.0.1:1/model/"), (e) => {
     assert.match(String(e.message ?? e), /could not fetch http:\/\/127\.0\.0\.1:1\/model\/config\.json/);
+    return true;
+  });
+  await assert.rejects(sewd.Recognizer.load("./models/sewd-demo-en/"), (e) => {
+    assert.match(String(e.message ?? e), /"\.\/models\/sewd-demo-en\/" is a relative URL.*pass an absolute http\(s\) URL/);
     return true;
   });
   assert.equal(await sewd.Recognizer.clearCache(), false);
