@@ -115,10 +115,6 @@ fn cache_storage() -> Option<CacheStorage> {
     storage.dyn_into().ok()
 }
 
-fn fetch_promise(url: &str) -> Result<Promise, String> {
-    fetch_with(url, None)
-}
-
 /// A HEAD request: a CORS "simple" request, so it needs no preflight. It
 /// goes to the server even when the browser's HTTP cache holds the file
 /// (`no-cache`), else a `max-age` would hide a change for that long.
@@ -256,7 +252,7 @@ pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: 
             return Ok(hit);
         }
     }
-    let resp = JsFuture::from(fetch_promise(url)?).await.map_err(|e| {
+    let resp = JsFuture::from(fetch_with(url, None)?).await.map_err(|e| {
         format!(
             "could not fetch {url}: {} (network error, or the server does not allow cross-origin requests: CORS)",
             js_text(&e)
