@@ -82,9 +82,20 @@ impl Location {
 /// A JS exception value as text.
 pub fn js_text(v: &JsValue) -> String {
     if let Some(e) = v.dyn_ref::<js_sys::Error>() {
-        return String::from(e.message());
+        let message = String::from(e.message());
+        // Node's fetch rejects with a bare "fetch failed" and keeps the reason
+        // ("connect ECONNREFUSED 127.0.0.1:1", "getaddrinfo ENOTFOUND …") in `cause`.
+        let cause = e.cause();
+        return if cause.is_undefined() || cause.is_null() { message } else { format!("{message}: {}", js_text(&cause)) };
     }
     v.as_string().unwrap_or_else(|| format!("{v:?}"))
+}
+
+/// Whether this global scope has an address of its own (`location`): a page
+/// or a Worker does, Node does not. Relative URLs resolve against it, and
+/// only there can a failed request be the browser's cross-origin refusal.
+pub fn has_page_address() -> bool {
+    Reflect::get(&js_sys::global(), &"location".into()).is_ok_and(|l| !l.is_undefined())
 }
 
 /// The global scope's `fetch`, called with the scope as `this`. Taken from
@@ -253,10 +264,12 @@ pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: 
         }
     }
     let resp = JsFuture::from(fetch_with(url, None)?).await.map_err(|e| {
-        format!(
-            "could not fetch {url}: {} (network error, or the server does not allow cross-origin requests: CORS)",
-            js_text(&e)
-        )
+        let hint = if has_page_address() {
+            "network error, or the server does not allow cross-origin requests: CORS"
+        } else {
+            "network error: is the server running and reachable from here?"
+        };
+        format!("could not fetch {url}: {} ({hint})", js_text(&e))
     })?;
     let resp: Response = resp.dyn_into().map_err(|_| format!("fetch of {url} did not return a Response"))?;
     let status = resp.status();

@@ -409,7 +409,7 @@ impl Recognizer {
         if let Location::Base(base) = &location {
             // A page or Worker resolves "/…", "./…" against its own address; Node has none.
             let relative = !base.contains("://");
-            if relative && Reflect::get(&js_sys::global(), &"location".into()).map_or(true, |l| l.is_undefined()) {
+            if relative && !fetch::has_page_address() {
                 return Err(js_error(format!(
                     "{model:?} is a relative URL, and there is no page address here (Node) to resolve it against: pass an absolute http(s) URL"
                 )));

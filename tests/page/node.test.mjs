@@ -10,6 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { startServer } from "./serve.mjs";
@@ -42,6 +43,17 @@ function readWav(file) {
     at += 8 + size + (size & 1);
   }
   throw new Error(`${file} has no data chunk`);
+}
+
+/** A loopback port nothing listens on: bound by the OS, then released. */
+function closedPort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+    probe.on("error", reject);
+  });
 }
 
 before(async () => {
@@ -89,13 +101,18 @@ test("node: classifies a keyword as the CLI does", async () => {
   rec.free();
 });
 
-test("node: a missing model names the file it could not get, a relative URL is refused; clearCache has nothing to clear", async () => {
+test("node: a missing model names the file it could not get, a refused connection says why, a relative URL is refused; clearCache has nothing to clear", async () => {
   await assert.rejects(sewd.Recognizer.load(`${base}/models/no-such-model/`), (e) => {
     assert.match(String(e.message ?? e), /models\/no-such-model\/config\.json: not found \(404\)/);
     return true;
   });
-  await assert.rejects(sewd.Recognizer.load("http://127.0.0.1:1/model/"), (e) => {
-    assert.match(String(e.message ?? e), /could not fetch http:\/\/127\.0\.0\.1:1\/model\/config\.json/);
+  const closed = await closedPort();
+  await assert.rejects(sewd.Recognizer.load(`http://127.0.0.1:${closed}/model/`), (e) => {
+    const message = String(e.message ?? e);
+    assert.ok(message.includes(`could not fetch http://127.0.0.1:${closed}/model/config.json`), message);
+    // Node's own reason (fetch's `cause`), and no browser-only CORS hint
+    assert.match(message, /ECONNREFUSED 127\.0\.0\.1:\d+.*is the server running/);
+    assert.doesNotMatch(message, /CORS/);
     return true;
   });
   await assert.rejects(sewd.Recognizer.load("./models/sewd-demo-en/"), (e) => {
