@@ -64,6 +64,12 @@ impl Location {
         Ok(Location::Hub { endpoint, id: model.to_string() })
     }
 
+    /// A base URL without a scheme ("/…", "./…", "../…"): it means something
+    /// only against the address of the page or Worker that loads it.
+    pub fn is_relative(&self) -> bool {
+        matches!(self, Location::Base(base) if !base.contains("://"))
+    }
+
     pub fn url(&self, file: &str) -> String {
         match self {
             Location::Base(base) => format!("{base}{file}"),

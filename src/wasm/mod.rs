@@ -406,14 +406,10 @@ impl Recognizer {
         let endpoint = option_str(&options, "endpoint")?;
         let use_cache = option_bool(&options, "cache")?.unwrap_or(true);
         let location = Location::parse(&model, endpoint.as_deref()).map_err(js_error)?;
-        if let Location::Base(base) = &location {
-            // A page or Worker resolves "/…", "./…" against its own address; Node has none.
-            let relative = !base.contains("://");
-            if relative && !fetch::has_page_address() {
-                return Err(js_error(format!(
-                    "{model:?} is a relative URL, and there is no page address here (Node) to resolve it against: pass an absolute http(s) URL"
-                )));
-            }
+        if location.is_relative() && !fetch::has_page_address() {
+            return Err(js_error(format!(
+                "{model:?} is a relative URL, and there is no page address here (Node) to resolve it against: pass an absolute http(s) URL"
+            )));
         }
         let here = location.describe();
         let cache = if use_cache { fetch::open_cache().await } else { None };
