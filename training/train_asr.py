@@ -173,7 +173,7 @@ def make_batch(job):
     """Augments and pads one batch (in a worker process): numpy arrays only."""
     b, seed = job
     rng = np.random.default_rng(seed)
-    xs = [C.augment(rng, as_float(_WORK["clips"][i])) for i in b]
+    xs = [C.augment(rng, as_float(_WORK["clips"][i]), p_reverb=_WORK["p_reverb"]) for i in b]
     inp, mask = collate(xs)
     lab = [_WORK["labels"][i] for i in b]
     lab_t = np.full((len(b), max(map(len, lab))), -100, dtype=np.int64)
@@ -269,6 +269,8 @@ def main():
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     ap.add_argument("--workers", type=int, default=0, help="processes that augment and pad batches")
     ap.add_argument("--data", default="asr_train", help="cache prefixes under training/data/, comma-separated")
+    ap.add_argument("--p-reverb", type=float, default=0.25,
+                    help="share of training clips given room reverb (the dev clips keep 0.25 so runs compare)")
     ap.add_argument("--eval-every", type=float, default=600, help="seconds between dev evaluations")
     ap.add_argument("--init", default="", help="state dict whose sew_d.* (encoder) weights start the model, "
                     "e.g. the keyword spotter training/data/kws_run/model.pt")
@@ -328,7 +330,7 @@ def main():
     print(f"train clips {len(clips)}, {sum(map(len, clips)) / C.SR / 3600:.2f} h", flush=True)
 
     # Fork the workers before CUDA starts in this process (they never touch it).
-    _WORK.update(clips=clips, labels=labels)
+    _WORK.update(clips=clips, labels=labels, p_reverb=a.p_reverb)
     pool = worker_pool(a.workers)
     device = torch.device(a.device)
     model.to(device)
