@@ -141,7 +141,10 @@ def speed(x, factor):
     return fft_resample(x, int(round(len(x) / factor)))
 
 
-def augment(rng, x, p_noise=0.5, p_reverb=0.25, p_speed=0.4, snrs=(5, 10, 15, 20, 30)):
+P_REVERB = 0.25  # share of clips augment() gives room reverb unless told otherwise
+
+
+def augment(rng, x, p_noise=0.5, p_reverb=P_REVERB, p_speed=0.4, snrs=(5, 10, 15, 20, 30)):
     """Random mix of small speed change, cheap reverb, noise at one of several SNRs, and gain."""
     if rng.random() < p_speed:
         x = speed(x, rng.uniform(0.9, 1.1))

@@ -269,12 +269,14 @@ def main():
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     ap.add_argument("--workers", type=int, default=0, help="processes that augment and pad batches")
     ap.add_argument("--data", default="asr_train", help="cache prefixes under training/data/, comma-separated")
-    ap.add_argument("--p-reverb", type=float, default=0.25,
-                    help="share of training clips given room reverb (the dev clips keep 0.25 so runs compare)")
+    ap.add_argument("--p-reverb", type=float, default=C.P_REVERB,
+                    help=f"share of training clips given room reverb, 0 to 1 (the dev clips keep {C.P_REVERB} so runs compare)")
     ap.add_argument("--eval-every", type=float, default=600, help="seconds between dev evaluations")
     ap.add_argument("--init", default="", help="state dict whose sew_d.* (encoder) weights start the model, "
                     "e.g. the keyword spotter training/data/kws_run/model.pt")
     a = ap.parse_args()
+    if not 0 <= a.p_reverb <= 1:
+        ap.error(f"--p-reverb {a.p_reverb}: a share of clips, between 0 and 1")
     if a.bf16 and a.device == "cpu" and not cpu_has_bf16():
         # without it torch falls back to a scalar bfloat16 GEMM: about 10x slower than float32
         sys.exit("--bf16: this CPU has neither AVX512-BF16 nor AMX-BF16; train in float32 (drop --bf16)")
