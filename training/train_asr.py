@@ -236,6 +236,29 @@ def cpu_state(model):
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
+class WeightAverage:
+    """Running mean of a model's floating-point weights over the steps it is given (as in stochastic
+    weight averaging): late in a run it lands nearer the middle of the basin than the last step does."""
+
+    def __init__(self, model):
+        self.n = 0
+        self.mean = {k: torch.zeros_like(v, dtype=torch.float32) for k, v in model.state_dict().items()
+                     if v.is_floating_point()}
+
+    @torch.no_grad()
+    def add(self, model):
+        self.n += 1
+        for k, v in model.state_dict().items():
+            if k in self.mean:
+                self.mean[k].add_(v.float() - self.mean[k], alpha=1.0 / self.n)
+
+    def state(self, model):
+        """The model's state dict with the averaged weights in place of its own (buffers such as
+        integer counters kept), on the CPU."""
+        own = cpu_state(model)
+        return {k: self.mean[k].cpu().to(v.dtype) if k in self.mean else v for k, v in own.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=45)
@@ -271,12 +294,17 @@ def main():
     ap.add_argument("--data", default="asr_train", help="cache prefixes under training/data/, comma-separated")
     ap.add_argument("--p-reverb", type=float, default=C.P_REVERB,
                     help=f"share of training clips given room reverb, 0 to 1 (the dev clips keep {C.P_REVERB} so runs compare)")
+    ap.add_argument("--average-from", type=float, default=0.0,
+                    help="from this fraction of the time budget on, also keep the running mean of the weights "
+                    "after each step and save it as model.avg.pt (0: off); export whichever scores better")
     ap.add_argument("--eval-every", type=float, default=600, help="seconds between dev evaluations")
     ap.add_argument("--init", default="", help="state dict whose sew_d.* (encoder) weights start the model, "
                     "e.g. the keyword spotter training/data/kws_run/model.pt")
     a = ap.parse_args()
     if not 0 <= a.p_reverb <= 1:
         ap.error(f"--p-reverb {a.p_reverb}: a share of clips, between 0 and 1")
+    if not 0 <= a.average_from < 1:
+        ap.error(f"--average-from {a.average_from}: a fraction of the time budget, at least 0 and below 1")
     if a.bf16 and a.device == "cpu" and not cpu_has_bf16():
         # without it torch falls back to a scalar bfloat16 GEMM: about 10x slower than float32
         sys.exit("--bf16: this CPU has neither AVX512-BF16 nor AMX-BF16; train in float32 (drop --bf16)")
@@ -357,6 +385,7 @@ def main():
     log = open(out / "train.log", "a")
     done = False
     ema = None
+    average = WeightAverage(model) if a.average_from > 0 else None
     bad = 0  # non-finite steps in a row
     while not done:
         epoch += 1
@@ -399,6 +428,8 @@ def main():
             bad = 0
             opt.step()
             step += 1
+            if average is not None and frac >= a.average_from:
+                average.add(model)
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
             if step % 25 == 0:
                 msg = f"ep {epoch} step {step} t {time.time() - t0:.0f}s lr {lr:.2e} loss {ema:.3f} gn {gn:.2f}"
@@ -417,6 +448,8 @@ def main():
                 if (out / "model.pt").exists():
                     (out / "model.pt").replace(out / "model.prev.pt")
                 torch.save(cpu_state(model), out / "model.pt")
+                if average is not None and average.n:
+                    torch.save(average.state(model), out / "model.avg.pt")
                 last_save = now
     if pool is not None:
         pool.terminate()
@@ -426,6 +459,13 @@ def main():
     msg = f"FINAL step {step} epochs {epoch} time {time.time() - t0:.0f}s dev wer {wer:.3f} cer {cer:.3f}"
     print(msg, flush=True)
     log.write(msg + "\n")
+    if average is not None and average.n:
+        torch.save(average.state(model), out / "model.avg.pt")
+        model.load_state_dict(average.state(model))
+        wer_avg, cer_avg, _, _ = evaluate(model, dev_clips, dev_texts)
+        msg = f"FINAL-AVERAGE of the last {average.n} steps: dev wer {wer_avg:.3f} cer {cer_avg:.3f} (model.avg.pt)"
+        print(msg, flush=True)
+        log.write(msg + "\n")
     json.dump({"steps": step, "epochs": epoch, "seconds": time.time() - t0, "params": nparam,
                "dev_wer": wer, "dev_cer": cer, "train_clips": len(clips),
                "train_hours": sum(map(len, clips)) / C.SR / 3600}, open(out / "summary.json", "w"))
