@@ -337,7 +337,8 @@ def main():
         lab = torch.randint(4, 32, (8, 40))
         for i in range(4):
             t = time.time()
-            loss = model(x, labels=lab).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):  # time what a run would do
+                loss = model(x, labels=lab).loss
             loss.backward()
             opt.step()
             opt.zero_grad()
