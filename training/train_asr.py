@@ -461,8 +461,9 @@ def main():
     print(msg, flush=True)
     log.write(msg + "\n")
     if average is not None and average.n:
-        torch.save(average.state(model), out / "model.avg.pt")
-        model.load_state_dict(average.state(model))
+        averaged = average.state(model)
+        torch.save(averaged, out / "model.avg.pt")
+        model.load_state_dict(averaged)
         wer_avg, cer_avg, _, _ = evaluate(model, dev_clips, dev_texts)
         msg = f"FINAL-AVERAGE of the last {average.n} steps: dev wer {wer_avg:.3f} cer {cer_avg:.3f} (model.avg.pt)"
         print(msg, flush=True)
