@@ -107,6 +107,16 @@ def grow_ffn(model, state):
     return grown
 
 
+def native_gelu(model):
+    """The config's "gelu_python" (kept, so exported configs match the asapp checkpoints) is
+    x/2 * (1 + erf(x/sqrt 2)) in five elementwise torch ops, forward and backward; torch's
+    exact-erf GELU is the same function in one fused kernel (a bfloat16 forward and
+    backward of a 120 s batch on 2 Xeon cores: 0.94 s -> 0.84 s)."""
+    for m in model.modules():
+        if hasattr(m, "intermediate_act_fn"):
+            m.intermediate_act_fn = torch.nn.GELU()
+
+
 def cpu_has_bf16():
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -326,6 +336,7 @@ def main():
     if a.resume:
         grown = grow_ffn(model, resumed)
         print(f"resumed from {a.resume}" + (f" (feed-forward layers widened to {ffn})" if grown else ""), flush=True)
+    native_gelu(model)
     if a.freeze_features:
         model.freeze_feature_encoder()
     nparam = sum(p.numel() for p in model.parameters())
