@@ -3,6 +3,7 @@
   python training/export.py asr   # training/data/asr_run -> models/sewd-demo-en
   python training/export.py kws   # training/data/kws_run -> models/sewd-demo-kws
   python training/export.py asr training/data/asr_run_x   # another run directory
+  python training/export.py asr training/data/asr_run_x/model.avg.pt   # one checkpoint of a run
   python training/export.py asr RUN --f16   # float16 weights: half the size (a widened model
                                             # fits the 10 MB budget); sewd computes in float32
 """
@@ -32,7 +33,14 @@ def main(task, run_dir=None, dtype=None):
         from train_kws import kws_config as cfg
         cls, run, out = SEWDForSequenceClassification, DATA / "kws_run", ROOT / "models" / "sewd-demo-kws"
     run = Path(run_dir) if run_dir else run
-    state = torch.load(run / "model.pt")
+    # a run directory means its latest model.pt; a file, that checkpoint (e.g. model.avg.pt)
+    if not run.exists():
+        sys.exit(f"{run}: no such run directory or checkpoint file")
+    checkpoint = run if run.is_file() else run / "model.pt"
+    run = checkpoint.parent
+    if not checkpoint.exists():
+        sys.exit(f"{checkpoint}: the run directory has no model.pt yet")
+    state = torch.load(checkpoint)
     # a run's own config.json (written when it ends) knows options such as --ffn;
     # a run cut off before it ends has only model.pt, whose shapes say the width
     if (run / "config.json").exists():
