@@ -35,7 +35,7 @@ fn demo_models_load() {
 }
 
 #[test]
-#[ignore = "models/sewd-demo-en does not transcribe these clips correctly yet (test-set CER 5.1%, WER 24.3%; it prints `the weaether is nice toda`, the door clip right: see its README)"]
+#[ignore = "models/sewd-demo-en does not transcribe these clips correctly yet (test-set CER 4.8%, WER 22.8%; it prints `the weaether is nice toda`, the door clip right: see its README)"]
 fn demo_en_transcribes_committed_clips() {
     let pipeline = load("sewd-demo-en");
     for (name, expected) in [("en_weather.wav", "the weather is nice today"), ("en_door.wav", "open the door and turn on the light")] {

@@ -4,7 +4,8 @@
 
 The checkpoints must come from one lineage (each run resuming the last), so that their weights
 lie in one basin and their mean is a model; export the result like any checkpoint
-(`export.py asr OUT.pt --f16`) and keep it only if it scores better on validation.
+(`export.py asr OUT.pt --f16`) and keep it only if it scores better on validation. A path
+given twice counts twice: `average.py OUT A.pt B.pt B.pt` weights B 2:1 against A.
 """
 import sys
 
