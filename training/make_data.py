@@ -9,6 +9,8 @@ set can be planned here and synthesized there in parallel:
   python training/make_data.py plan-asr --n-train 24000 --seed 7 --out training/data/plan_asr.jsonl
   python training/make_data.py synth training/data/plan_asr.jsonl --prefix asr_gpu --workers 12
 
+`plan-asr --voice-weight en-029=2` draws that base voice twice as often as each other one.
+
 The held-out test sets (and the ASR validation set, `asr --n-val N`) are made first
 with fixed seeds; the training sentences exclude every held-out sentence. Test clips go through every base voice in turn (with
 random variants, rates and pitches) and get a fixed, seeded augmentation.
@@ -35,8 +37,9 @@ NOT_UNKNOWN = set(KEYWORDS) | {"know", "knows", "write", "rite", "wright", "yess
 TEST_CONDITIONS = ["clean", "clean", "noise20", "noise10", "reverb", "speed_noise"]
 
 
-def random_voice(rng, base=None):
-    base = base or str(rng.choice(C.BASE_VOICES))
+def random_voice(rng, base=None, base_p=None):
+    """A base voice (drawn with probabilities base_p if given, else uniformly) and a variant."""
+    base = base or str(rng.choice(C.BASE_VOICES, p=base_p))
     return C.voice_name(base, str(rng.choice(C.VARIANTS)))
 
 
@@ -185,9 +188,10 @@ def test_manifest(task):
     return [json.loads(line) for line in open(path)]
 
 
-def plan_asr(n_train, seed, long_frac):
+def plan_asr(n_train, seed, long_frac, base_p=None):
     """Training sentences and voices only (no audio), test (and validation, if made)
-    sentences excluded; long_frac of them 9-20 words, so the model also sees 5-10 s of context."""
+    sentences excluded; long_frac of them 9-20 words, so the model also sees 5-10 s of context.
+    base_p: probabilities of the base voices, to give the weakest more clips."""
     held_out = {m["text"] for m in test_manifest("asr")}
     val = DATA / "asr_val" / "manifest.jsonl"
     if val.exists():
@@ -199,7 +203,7 @@ def plan_asr(n_train, seed, long_frac):
         text = sm.sentence(rng, 9, 20) if rng.random() < long_frac else sm.sentence(rng)
         if text in held_out:
             continue
-        plan.append({"kind": "asr", "text": text, "voice": random_voice(rng),
+        plan.append({"kind": "asr", "text": text, "voice": random_voice(rng, base_p=base_p),
                      "rate": int(rng.integers(130, 231)), "pitch": int(rng.integers(20, 81))})
     return plan
 
@@ -251,6 +255,28 @@ def count(text):
     return n
 
 
+def base_voice_probs(specs):
+    """`--voice-weight BASE=W` (repeatable; unnamed base voices weigh 1) as probabilities over
+    C.BASE_VOICES, or None when none is given so that older plans draw the same voices."""
+    if not specs:
+        return None
+    w = dict.fromkeys(C.BASE_VOICES, 1.0)
+    for spec in specs:
+        base, _, weight = spec.partition("=")
+        if base not in w:
+            sys.exit(f"--voice-weight {spec}: {base!r} is not a base voice ({', '.join(C.BASE_VOICES)})")
+        try:
+            w[base] = float(weight)
+        except ValueError:
+            w[base] = -1.0
+        if not 0 <= w[base] < float("inf"):
+            sys.exit(f"--voice-weight {spec}: the weight must be a finite number >= 0, as in {base}=2")
+    total = sum(w.values())
+    if total == 0:
+        sys.exit("--voice-weight: every base voice weighs 0")
+    return [w[b] / total for b in C.BASE_VOICES]
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("task", choices=["asr", "kws", "plan-asr", "plan-kws", "synth"])
@@ -263,6 +289,8 @@ if __name__ == "__main__":
     ap.add_argument("--n-unknown", type=count, default=4800)
     ap.add_argument("--long-frac", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--voice-weight", action="append", default=[], metavar="BASE=W",
+                    help="plan-asr: draw base voice BASE W times as often as the others (repeatable)")
     ap.add_argument("--out", help="plan-*: where to write the plan (jsonl)")
     ap.add_argument("--prefix", help="synth: cache name under training/data/, e.g. asr_gpu")
     ap.add_argument("--workers", type=int, default=4)
@@ -279,7 +307,10 @@ if __name__ == "__main__":
     else:
         if not a.out:
             sys.exit(f"{a.task} needs --out FILE")
-        plan = plan_asr(a.n_train, a.seed, a.long_frac) if a.task == "plan-asr" else plan_kws(a.n_per_kw, a.n_unknown, a.seed)
+        if a.task == "plan-asr":
+            plan = plan_asr(a.n_train, a.seed, a.long_frac, base_voice_probs(a.voice_weight))
+        else:
+            plan = plan_kws(a.n_per_kw, a.n_unknown, a.seed)
         with open(a.out, "w") as f:
             for m in plan:
                 f.write(json.dumps(m) + "\n")
