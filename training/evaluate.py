@@ -38,7 +38,8 @@ def norm(t):
     return " ".join(t.lower().split())
 
 
-def eval_asr(a):
+def transcribe_heldout(a):
+    """The ASR test (or, with a.val, validation) manifest and the CLI's transcript of each clip."""
     test = DATA / ("asr_val" if a.val else "asr_test")
     if not (test / "manifest.jsonl").exists():
         sys.exit(f"{test / 'manifest.jsonl'} is missing: run `make_data.py asr --n-train 0"
@@ -47,6 +48,11 @@ def eval_asr(a):
     files = [str(test / m["file"]) for m in man]
     lines = run_cli([a.sewd, "transcribe", "--model", a.model or "models/sewd-demo-en", "--format", "jsonl", files])
     hyps = {Path(json.loads(l)["file"]).name: json.loads(l)["text"] for l in lines}
+    return man, hyps
+
+
+def eval_asr(a):
+    man, hyps = transcribe_heldout(a)
     tot = collections.defaultdict(lambda: [0, 0, 0, 0, 0, 0])  # word errs, words, char errs, chars, exact, n
     examples = []
     for m in man:

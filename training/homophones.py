@@ -13,7 +13,6 @@ Needs espeak-ng and wordfreq (as make_data.py does); `errors` also the release C
 """
 import argparse
 import collections
-import json
 import re
 import subprocess
 import sys
@@ -70,11 +69,7 @@ def align(ref, hyp):
 
 
 def errors(a):
-    test = E.DATA / ("asr_val" if a.val else "asr_test")
-    man = [json.loads(l) for l in open(test / "manifest.jsonl")]
-    lines = E.run_cli([a.sewd, "transcribe", "--model", a.model, "--format", "jsonl",
-                       [str(test / m["file"]) for m in man]])
-    hyps = {Path(json.loads(l)["file"]).name: json.loads(l)["text"] for l in lines}
+    man, hyps = E.transcribe_heldout(a)
     n_words, subs, other = 0, [], 0
     for m in man:
         ref = E.norm(m["text"]).split()

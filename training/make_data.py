@@ -268,8 +268,8 @@ def base_voice_probs(specs):
         try:
             w[base] = float(weight)
         except ValueError:
-            w[base] = -1.0
-        if not 0 <= w[base] < float("inf"):
+            w[base] = float("nan")
+        if not 0 <= w[base] < float("inf"):  # also false for nan
             sys.exit(f"--voice-weight {spec}: the weight must be a finite number >= 0, as in {base}=2")
     total = sum(w.values())
     if total == 0:
@@ -295,6 +295,8 @@ if __name__ == "__main__":
     ap.add_argument("--prefix", help="synth: cache name under training/data/, e.g. asr_gpu")
     ap.add_argument("--workers", type=int, default=4)
     a = ap.parse_args()
+    if a.voice_weight and a.task != "plan-asr":
+        sys.exit(f"--voice-weight is for plan-asr, not {a.task}")
     DATA.mkdir(exist_ok=True)
     if a.task == "asr":
         make_asr(a.n_train, a.n_test, a.n_val)
