@@ -62,6 +62,22 @@ class SentenceMaker:
         return " ".join(self.words[i] for i in idx)
 
 
+def _smooth_lengths(limit=1 << 25):
+    """Every length up to limit with no prime factor above 7, ascending."""
+    out = [1]
+    for p in (2, 3, 5, 7):
+        out = [v * p ** k for v in out for k in range(64) if v * p ** k <= limit]
+    return np.array(sorted(out), dtype=np.int64)
+
+
+_SMOOTH = _smooth_lengths()  # numpy's FFT (pocketfft) is fast on these, slow on large prime factors
+
+
+def smooth_len(n):
+    """The smallest length >= n with no prime factor above 7."""
+    return int(_SMOOTH[np.searchsorted(_SMOOTH, n)])
+
+
 def fft_resample(x, n_out):
     """Band-limited resampling of a whole clip to n_out samples (FFT)."""
     n = len(x)
@@ -104,27 +120,31 @@ def trim(x, thresh=0.01, pad=800):
 
 
 # ---------------------------------------------------------------- augmentation
-def colored_noise(rng, n, kind):
-    w = rng.standard_normal(n).astype(np.float32)
+def colored_noise(rng, n, kind, fast=False):
+    """n samples of white, pink or brown noise at unit variance. fast draws a longer stretch
+    of a smooth FFT length and cuts it (the same noise statistics, several times quicker
+    for clip lengths with large prime factors, but other samples for the same rng)."""
+    m = smooth_len(n) if fast else n
+    w = rng.standard_normal(m).astype(np.float32)
     if kind == "white":
-        return w
+        return w[:n]
     X = np.fft.rfft(w)
     f = np.arange(len(X), dtype=np.float64)
     f[0] = 1.0
     X = X / (np.sqrt(f) if kind == "pink" else f)
-    y = np.fft.irfft(X, n).astype(np.float32)
+    y = np.fft.irfft(X, m)[:n].astype(np.float32)
     return y / (y.std() + 1e-9)
 
 
-def add_noise(rng, x, snr_db):
+def add_noise(rng, x, snr_db, fast=False):
     kind = rng.choice(["white", "pink", "brown"])
-    nz = colored_noise(rng, len(x), kind)
+    nz = colored_noise(rng, len(x), kind, fast)
     px = np.mean(x ** 2) + 1e-9
     nz *= np.sqrt(px / (10 ** (snr_db / 10)))
     return x + nz
 
 
-def reverb(rng, x):
+def reverb(rng, x, fast=False):
     rt60 = rng.uniform(0.1, 0.5)
     n = int(SR * rt60)
     t = np.arange(n) / SR
@@ -132,26 +152,42 @@ def reverb(rng, x):
     ir[0] = 1.0 / rng.uniform(0.3, 1.0)  # direct path
     ir = ir / np.sqrt(np.sum(ir ** 2))
     m = len(x) + n - 1
-    nfft = 1 << (m - 1).bit_length()
+    nfft = smooth_len(m) if fast else 1 << (m - 1).bit_length()  # the same result either way
     y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(ir, nfft), nfft)[: len(x)]
     return y.astype(np.float32)
 
 
-def speed(x, factor):
-    return fft_resample(x, int(round(len(x) / factor)))
+def speed(x, factor, fast=False):
+    """x played factor times as fast (band-limited). fast pads x with silence to a smooth FFT
+    length m and resamples to a smooth length t, the pair (of the next eight m) whose ratio
+    m / t is nearest factor: it moves by at most about 0.2%."""
+    if not fast:
+        return fft_resample(x, int(round(len(x) / factor)))
+    best = None
+    for m in _SMOOTH[np.searchsorted(_SMOOTH, len(x)):][:8]:
+        i = int(np.searchsorted(_SMOOTH, m / factor))
+        for t in _SMOOTH[i - 1: i + 1]:
+            err = abs(m / t - factor)
+            if best is None or err < best[0]:
+                best = (err, int(m), int(t))
+    _, m, t = best
+    y = fft_resample(np.pad(x, (0, m - len(x))), t)
+    return y[: int(round(len(x) * t / m))]
 
 
 P_REVERB = 0.25  # share of clips augment() gives room reverb unless told otherwise
 
 
-def augment(rng, x, p_noise=0.5, p_reverb=P_REVERB, p_speed=0.4, snrs=(5, 10, 15, 20, 30)):
-    """Random mix of small speed change, cheap reverb, noise at one of several SNRs, and gain."""
+def augment(rng, x, p_noise=0.5, p_reverb=P_REVERB, p_speed=0.4, snrs=(5, 10, 15, 20, 30), fast=False):
+    """Random mix of small speed change, cheap reverb, noise at one of several SNRs, and gain.
+    fast: the quicker speed change, reverb and noise (training batches; the dev clips keep the exact
+    ones so that runs compare)."""
     if rng.random() < p_speed:
-        x = speed(x, rng.uniform(0.9, 1.1))
+        x = speed(x, rng.uniform(0.9, 1.1), fast)
     if rng.random() < p_reverb:
-        x = reverb(rng, x)
+        x = reverb(rng, x, fast)
     if rng.random() < p_noise:
-        x = add_noise(rng, x, float(rng.choice(snrs)) + rng.uniform(-2, 2))
+        x = add_noise(rng, x, float(rng.choice(snrs)) + rng.uniform(-2, 2), fast)
     peak = np.abs(x).max() + 1e-9
     x = x / peak * rng.uniform(0.1, 0.95)
     return x.astype(np.float32)

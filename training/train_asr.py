@@ -183,7 +183,7 @@ def make_batch(job):
     """Augments and pads one batch (in a worker process): numpy arrays only."""
     b, seed = job
     rng = np.random.default_rng(seed)
-    xs = [C.augment(rng, as_float(_WORK["clips"][i]), p_reverb=_WORK["p_reverb"]) for i in b]
+    xs = [C.augment(rng, as_float(_WORK["clips"][i]), p_reverb=_WORK["p_reverb"], fast=True) for i in b]
     inp, mask = collate(xs)
     lab = [_WORK["labels"][i] for i in b]
     lab_t = np.full((len(b), max(map(len, lab))), -100, dtype=np.int64)
