@@ -3,6 +3,7 @@
   cargo build --release
   python training/evaluate.py asr   # WER/CER of models/sewd-demo-en on training/data/asr_test
   python training/evaluate.py asr --val --model DIR   # on training/data/asr_val, to choose checkpoints
+  python training/evaluate.py asr --by-rank   # also the word error by the word's frequency rank
   python training/evaluate.py kws   # accuracy of models/sewd-demo-kws on training/data/kws_test
 
 Runs e.g. `target/release/sewd transcribe --model models/sewd-demo-en --format jsonl FILES...`
@@ -51,6 +52,50 @@ def transcribe_heldout(a):
     return man, hyps
 
 
+def wrong_words(ref, hyp):
+    """Which reference words a minimal word alignment of hyp does not match exactly."""
+    n, m = len(ref), len(hyp)
+    d = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]))
+    wrong, i, j = set(range(n)), n, m
+    while i > 0 and j > 0:
+        if d[i][j] == d[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            if ref[i - 1] == hyp[j - 1]:
+                wrong.discard(i - 1)
+            i, j = i - 1, j - 1
+        elif d[i][j] == d[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return wrong
+
+
+RANK_BINS = [0, 500, 1000, 2000, 4000, 6000, 8000]
+
+
+def by_rank(man, hyps):
+    """Word error of the reference words grouped by their frequency rank in the word list."""
+    import common as C
+    words, _ = C.word_list(RANK_BINS[-1])
+    rank = {w: i for i, w in enumerate(words)}
+    tot, err = collections.Counter(), collections.Counter()
+    for m in man:
+        ref, hyp = norm(m["text"]).split(), norm(hyps[m["file"]]).split()
+        wrong = wrong_words(ref, hyp)
+        for k, w in enumerate(ref):
+            r = rank.get(w, RANK_BINS[-1] - 1)
+            lo = max(b for b in RANK_BINS[:-1] if b <= r)
+            tot[lo] += 1
+            err[lo] += k in wrong
+    res = {}
+    for lo, hi in zip(RANK_BINS, RANK_BINS[1:]):
+        res[f"rank:{lo}-{hi}"] = {"word_error": round(err[lo] / max(tot[lo], 1), 4), "words": tot[lo]}
+        print(f"words of rank {lo:4d} to {hi:4d}  word error {100 * err[lo] / max(tot[lo], 1):5.1f}%  n={tot[lo]}")
+    return res
+
+
 def eval_asr(a):
     man, hyps = transcribe_heldout(a)
     tot = collections.defaultdict(lambda: [0, 0, 0, 0, 0, 0])  # word errs, words, char errs, chars, exact, n
@@ -69,6 +114,8 @@ def eval_asr(a):
         print(f"{k:28s} WER {100 * v['wer']:5.1f}%  CER {100 * v['cer']:5.1f}%  exact {100 * v['exact']:5.1f}%  n={v['n']}")
     for r, h in examples:
         print(f"  REF {r}\n  HYP {h}")
+    if a.by_rank:
+        res.update(by_rank(man, hyps))
     json.dump(res, open(DATA / ("asr_val_eval.json" if a.val else "asr_eval.json"), "w"), indent=1)
 
 
@@ -108,7 +155,11 @@ if __name__ == "__main__":
     ap.add_argument("--model", default=None)
     ap.add_argument("--val", action="store_true",
                     help="asr: the validation set (make_data.py asr --n-val N), for choosing between checkpoints")
+    ap.add_argument("--by-rank", action="store_true",
+                    help="asr: also the word error by frequency rank of the word in the 8,000-word list")
     a = ap.parse_args()
     if a.val and a.task != "asr":
         ap.error("--val: only the asr task has a validation set")
+    if a.by_rank and a.task != "asr":
+        ap.error("--by-rank: only for the asr task")
     eval_asr(a) if a.task == "asr" else eval_kws(a)
