@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "training" / "data"
 sys.path.insert(0, str(ROOT / "training"))
-from train_asr import edit_distance  # noqa: E402
+from train_asr import edit_distance, edit_table  # noqa: E402
 
 
 def run_cli(args, chunk=100):
@@ -54,12 +54,8 @@ def transcribe_heldout(a):
 
 def wrong_words(ref, hyp):
     """Which reference words a minimal word alignment of hyp does not match exactly."""
-    n, m = len(ref), len(hyp)
-    d = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]))
-    wrong, i, j = set(range(n)), n, m
+    d = edit_table(ref, hyp)
+    wrong, i, j = set(range(len(ref))), len(ref), len(hyp)
     while i > 0 and j > 0:
         if d[i][j] == d[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
             if ref[i - 1] == hyp[j - 1]:

@@ -60,14 +60,17 @@ def decode(ids):
     return " ".join("".join(out).split()).lower()
 
 
-def edit_distance(a, b):
-    d = list(range(len(b) + 1))
+def edit_table(a, b):
+    """d[i][j]: the Levenshtein distance between a[:i] and b[:j] (sequences of words or characters)."""
+    d = [[i + j if i == 0 or j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
     for i in range(1, len(a) + 1):
-        prev, d[0] = d[0], i
         for j in range(1, len(b) + 1):
-            cur = min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
-            prev, d[j] = d[j], cur
-    return d[len(b)]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    return d
+
+
+def edit_distance(a, b):
+    return edit_table(a, b)[len(a)][len(b)]
 
 
 def load_state(path, model_class=None):
