@@ -296,6 +296,10 @@ def main():
     ap.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast for the forward pass (weights, gradients, optimizer and the CTC "
                     "loss stay float32): 1.3x the steps per second on an AVX512-BF16 CPU; refused on a CPU without it")
+    ap.add_argument("--no-spec-augment", action="store_true",
+                    help="no SpecAugment time masking while training (with mask_time_prob 0.02 transformers still "
+                    "masks at least two 5-frame spans per clip, a fifth of a 1 s clip); the exported weights keep "
+                    "masked_spec_embed, so the model loads either way")
     ap.add_argument("--freeze-features", action="store_true",
                     help="keep the conv feature encoder fixed (as transformers' fine-tuning recipes do): no "
                     "backward through the raw-audio convolutions, 1.33x the steps per second on this model")
@@ -330,7 +334,7 @@ def main():
     from transformers import SEWDForCTC
     resumed = load_state(a.resume) if a.resume else None
     ffn = a.ffn or (resumed[FFN_IN].shape[0] if resumed else 576)
-    config = asr_config(intermediate_size=ffn)
+    config = asr_config(intermediate_size=ffn, apply_spec_augment=not a.no_spec_augment)
     model = SEWDForCTC(config)
     if a.init:
         sd = {k: v for k, v in torch.load(a.init, map_location="cpu").items() if k.startswith("sew_d.")}
