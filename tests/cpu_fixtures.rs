@@ -23,7 +23,8 @@ fixture_tests!(
     cls_weighted,
     cls_mean,
     ctc_padded_batch,
-    base_norel
+    base_norel,
+    ctc_sq1
 );
 
 #[test]

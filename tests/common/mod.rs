@@ -127,4 +127,5 @@ pub const CASES: &[&str] = &[
     "cls_mean",
     "ctc_padded_batch",
     "base_norel",
+    "ctc_sq1",
 ];

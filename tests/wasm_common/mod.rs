@@ -27,6 +27,7 @@ pub const CASES: &[&str] = &[
     "cls_mean",
     "ctc_padded_batch",
     "base_norel",
+    "ctc_sq1",
 ];
 
 pub fn url(path: &str) -> String {
