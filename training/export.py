@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import common as C  # noqa: E402
-from train_asr import DATA, FFN_IN, asr_config  # noqa: E402
+from train_asr import DATA, FFN_IN, squeeze_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,11 +42,12 @@ def main(task, run_dir=None, dtype=None):
         sys.exit(f"{checkpoint}: the run directory has no model.pt yet")
     state = torch.load(checkpoint)
     # a run's own config.json (written when it ends) knows options such as --ffn;
-    # a run cut off before it ends has only model.pt, whose shapes say the width
+    # a run cut off before it ends has only model.pt, whose shapes say the width and squeeze
     if (run / "config.json").exists():
         config = type(cfg()).from_pretrained(run)
     else:
-        config = cfg(intermediate_size=state[FFN_IN].shape[0]) if task == "asr" else cfg()
+        config = (cfg(intermediate_size=state[FFN_IN].shape[0], squeeze_factor=squeeze_of(state))
+                  if task == "asr" else cfg())
     model = cls(config)
     model.load_state_dict(state)
     model.eval()

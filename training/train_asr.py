@@ -110,6 +110,35 @@ def grow_ffn(model, state):
     return grown
 
 
+UPSAMPLE = "sew_d.encoder.upsample.projection"
+
+
+def squeeze_of(state):
+    """The squeeze_factor a state dict was trained with (its upsampling projection's shape)."""
+    w = state[UPSAMPLE + ".weight"]
+    return w.shape[0] // w.shape[1]
+
+
+def resqueeze(state, factor):
+    """Converts a state dict to squeeze_factor `factor`, a divisor of its own. Only the upsampling
+    projection's shape depends on it: its output holds one hidden vector per frame of a squeeze
+    window, and each new frame gets the mean of the old frames it covers. The pooling, the
+    positional convolution (applied at the full frame rate, its stride only picks outputs) and
+    the layers keep their weights, but the encoder then sees more, finer frames, so the model's
+    function changes and it needs training. Returns whether anything changed."""
+    w, b = state[UPSAMPLE + ".weight"], state[UPSAMPLE + ".bias"]
+    hidden, old = w.shape[1], squeeze_of(state)
+    if old == factor:
+        return False
+    if factor < 1 or old % factor:
+        raise SystemExit(f"--squeeze {factor}: the resumed model squeezes by {old}; "
+                         "only a divisor of it keeps the weights meaningful")
+    r = old // factor
+    state[UPSAMPLE + ".weight"] = w.reshape(factor, r, hidden, hidden).mean(1).reshape(factor * hidden, hidden)
+    state[UPSAMPLE + ".bias"] = b.reshape(factor, r, hidden).mean(1).reshape(factor * hidden)
+    return True
+
+
 def native_gelu(model):
     """The config's "gelu_python" (kept, so exported configs match the asapp checkpoints) is
     x/2 * (1 + erf(x/sqrt 2)) in five elementwise torch ops, forward and backward; torch's
@@ -292,6 +321,9 @@ def main():
     ap.add_argument("--ffn", type=int, default=0,
                     help="intermediate_size (default: the resumed model's, else 576); "
                     "larger than the resumed model's widens it (see grow_ffn)")
+    ap.add_argument("--squeeze", type=int, default=0,
+                    help="squeeze_factor (default: the resumed model's, else 2); a divisor of the resumed "
+                    "model's runs the encoder on finer frames (see resqueeze): more compute, the same weights")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast for the forward pass (weights, gradients, optimizer and the CTC "
@@ -320,6 +352,8 @@ def main():
     a = ap.parse_args()
     if not 0 <= a.p_reverb <= 1:
         ap.error(f"--p-reverb {a.p_reverb}: a share of clips, between 0 and 1")
+    if a.squeeze < 0:
+        ap.error(f"--squeeze {a.squeeze}: a squeeze factor is a positive number of frames (0: the resumed model's)")
     if not 0 <= a.average_from < 1:
         ap.error(f"--average-from {a.average_from}: a fraction of the time budget, at least 0 and below 1")
     if a.bf16 and a.device == "cpu" and not cpu_has_bf16():
@@ -334,7 +368,9 @@ def main():
     from transformers import SEWDForCTC
     resumed = load_state(a.resume) if a.resume else None
     ffn = a.ffn or (resumed[FFN_IN].shape[0] if resumed else 576)
-    config = asr_config(intermediate_size=ffn, apply_spec_augment=not a.no_spec_augment)
+    squeeze = a.squeeze or (squeeze_of(resumed) if resumed else 2)
+    resqueezed = resumed is not None and resqueeze(resumed, squeeze)
+    config = asr_config(intermediate_size=ffn, squeeze_factor=squeeze, apply_spec_augment=not a.no_spec_augment)
     model = SEWDForCTC(config)
     if a.init:
         sd = {k: v for k, v in torch.load(a.init, map_location="cpu").items() if k.startswith("sew_d.")}
@@ -342,7 +378,8 @@ def main():
         print(f"init from {a.init}: missing {missing}", flush=True)
     if a.resume:
         grown = grow_ffn(model, resumed)
-        print(f"resumed from {a.resume}" + (f" (feed-forward layers widened to {ffn})" if grown else ""), flush=True)
+        print(f"resumed from {a.resume}" + (f" (feed-forward layers widened to {ffn})" if grown else "")
+              + (f" (squeeze factor now {squeeze})" if resqueezed else ""), flush=True)
     native_gelu(model)
     if a.freeze_features:
         model.freeze_feature_encoder()
