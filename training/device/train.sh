@@ -15,6 +15,7 @@ OUT=${OUT:-/tmp/out}
 D=training/data
 ASR_RESUME=${ASR_RESUME:-models/sewd-demo-en}   # a model.pt or an exported model directory
 ASR_FFN=${ASR_FFN:-}                             # widen the feed-forward layers (--ffn); the bundled model's 2304 is about the most under 10 MB
+ASR_SQUEEZE=${ASR_SQUEEZE:-}                     # 1: encoder on 20 ms frames (--squeeze; the thirty-sixth run, training/README)
 KWS_RESUME=${KWS_RESUME:-models/sewd-demo-kws}  # likewise
 [ -n "$TRAIN_KWS" ] && export SYNTH_KWS=1
 
@@ -33,7 +34,7 @@ tail -3 /tmp/synth.log
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p $OUT/asr
 python3 training/train_asr.py --device cuda --workers 12 --threads 2 --data asr_gpu \
-    --resume $ASR_RESUME ${ASR_FFN:+--ffn $ASR_FFN} --lr 6e-4 --warmup 200 --batch-seconds 240 --aux-ctc 0.3 \
+    --resume $ASR_RESUME ${ASR_FFN:+--ffn $ASR_FFN} ${ASR_SQUEEZE:+--squeeze $ASR_SQUEEZE} --lr 6e-4 --warmup 200 --batch-seconds 240 --aux-ctc 0.3 \
     --eval-every 60 --minutes $MIN --out $OUT/asr > /tmp/asr.log 2>&1 &
 asr=$!
 if [ -n "$TRAIN_KWS" ]; then
