@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::weights::WeightQuantization;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{source_name}: not valid JSON: {message}")]
@@ -93,6 +95,8 @@ pub struct SewdConfig {
     pub architectures: Vec<String>,
     pub ctc_loss_reduction: String,
     pub ctc_zero_infinity: bool,
+    /// `quantization_config`: integer weights to dequantize on load.
+    pub quantization: Option<WeightQuantization>,
 }
 
 /// The largest size, count or position a config field may hold: far above
@@ -386,6 +390,11 @@ impl Parser<'_> {
             return Err(self.err("ctc_loss_reduction", format!("{ctc_loss_reduction:?} is not mean, sum or none")));
         }
 
+        let quantization = match self.raw("quantization_config") {
+            None => None,
+            Some(v) => Some(WeightQuantization::parse(v).map_err(|(field, message)| self.err(&field, message))?),
+        };
+
         Ok(SewdConfig {
             vocab_size: self.positive("vocab_size", 32)?,
             hidden_size,
@@ -421,6 +430,7 @@ impl Parser<'_> {
             architectures,
             ctc_loss_reduction,
             ctc_zero_infinity: self.boolean("ctc_zero_infinity", false)?,
+            quantization,
         })
     }
 

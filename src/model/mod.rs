@@ -149,6 +149,17 @@ pub struct SewdModel<B: Backend> {
 impl<B: Backend> SewdModel<B> {
     /// Builds the model from checkpoint tensors; the head is detected from them.
     pub fn load(backend: &B, config: SewdConfig, w: &WeightStore) -> Result<Self, ModelError> {
+        let dequantized;
+        let w = match &config.quantization {
+            Some(q) => {
+                dequantized = w.dequantized(q)?;
+                &dequantized
+            }
+            None => {
+                w.check_unquantized()?;
+                w
+            }
+        };
         let head = Head::detect(w);
         let features = FeatureEncoder::load(backend, &config, w)?;
         let encoder = Encoder::load(backend, &config, w)?;

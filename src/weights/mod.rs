@@ -6,6 +6,8 @@
 //! tensor is converted to row-major `f32` on load. Names are kept as stored;
 //! [`WeightStore::get`] also tries them with the `sew_d.` prefix added or
 //! removed, so one model can read both `SEWDModel` and `SEWDForCTC` checkpoints.
+//! Integer-quantized weights (compressed-tensors) are turned back into f32 by
+//! [`WeightStore::dequantized`] ([`quantized`]).
 //!
 //! Input is untrusted: sizes, offsets and strides are checked against the file
 //! before anything is read or allocated, and every failure is an error that
@@ -15,7 +17,10 @@ mod dtype;
 mod names;
 mod pickle;
 mod pytorch;
+mod quantized;
 mod safetensors;
+
+pub use quantized::WeightQuantization;
 
 use std::collections::HashMap;
 use thiserror::Error;
