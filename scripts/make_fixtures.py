@@ -217,6 +217,53 @@ def redraw_parameters(model: nn.Module, seed: int) -> None:
     assert not missing, f"parameters not re-drawn: {sorted(missing)}"
 
 
+@torch.no_grad()
+def quantize_linears(model: nn.Module, groups: dict) -> tuple[dict, dict]:
+    """Rounds the weights of the linear layers each group targets to integers, in place.
+
+    Returns the compressed-tensors `quantization_config` and, per layer, the tensors a
+    naive-quantized checkpoint stores (`weight` as int8, `weight_scale`, `weight_zero_point`
+    when asymmetric). The model keeps the dequantized weights `(q - zero_point) * scale`,
+    which is what transformers computes with after loading such a checkpoint."""
+    import re
+
+    stored, config_groups = {}, {}
+    for gname, (targets, args) in groups.items():
+        config_groups[gname] = dict(targets=targets, weights=dict(type="int", dynamic=False, observer="minmax", **args),
+                                    input_activations=None, output_activations=None, format="naive-quantized")
+        bits, sym = args["num_bits"], args["symmetric"]
+        qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        matched = [m for m, mod in model.named_modules()
+                   if isinstance(mod, nn.Linear) and any(re.match(t[3:], m) for t in targets)]
+        assert matched, f"group {gname} matched no layer"
+        for mname in matched:
+            mod = model.get_submodule(mname)
+            assert mname not in stored, f"{mname} is targeted twice"
+            w = mod.weight
+            if args["strategy"] == "tensor":
+                view = w.reshape(1, 1, -1)
+            elif args["strategy"] == "channel":
+                view = w.reshape(w.shape[0], 1, -1)
+            else:
+                view = w.reshape(w.shape[0], w.shape[1] // args["group_size"], -1)
+            lo, hi = view.amin(-1, keepdim=True).clamp(max=0), view.amax(-1, keepdim=True).clamp(min=0)
+            if sym:
+                scale = torch.maximum(-lo, hi) / qmax
+                zero = torch.zeros_like(scale)
+            else:
+                scale = (hi - lo) / (qmax - qmin)
+                zero = torch.round(qmin - lo / scale).clamp(qmin, qmax)
+            q = torch.round(view / scale + zero).clamp(qmin, qmax)
+            w.copy_(((q - zero) * scale).reshape(w.shape))
+            shape = (1,) if args["strategy"] == "tensor" else scale.shape[:2]
+            stored[mname] = {"weight": q.reshape(w.shape).to(torch.int8), "weight_scale": scale.reshape(shape).contiguous()}
+            if not sym:
+                stored[mname]["weight_zero_point"] = zero.reshape(shape).to(torch.int8)
+    config = dict(quant_method="compressed-tensors", format="naive-quantized", quantization_status="compressed",
+                  config_groups=config_groups, ignore=[], sparsity_config={})
+    return config, stored
+
+
 def legacy_state_dict(model: nn.Module, strip_prefix: bool) -> dict[str, torch.Tensor]:
     """State dict with the old weight_norm naming (weight_g / weight_v), optionally without `sew_d.`."""
     out = {}
@@ -389,6 +436,30 @@ def case_list():
                 num_conv_pos_embedding_groups=16, hidden_act="gelu_python",
             ),
         ),
+        dict(
+            name="ctc_int8",
+            cls=SEWDForCTC,
+            save="compressed_tensors",
+            audio=["speech_3s.wav"],
+            outputs=["logits", "hidden_states"],
+            description="SEWDForCTC with integer weights in the compressed-tensors naive-quantized layout: "
+            "attention projections int8 per channel (symmetric), feed-forward layers int8 per group of 16 "
+            "inputs with zero points, the upsampling projection 4-bit per tensor; the reference outputs "
+            "are those of the dequantized weights, as transformers loads them.",
+            config=dict(
+                feat_extract_norm="group", conv_bias=False, squeeze_factor=2,
+                pos_att_type=["p2c", "c2p"], share_att_key=True, position_buckets=64,
+                max_position_embeddings=256, norm_rel_ebd="layer_norm", num_conv_pos_embeddings=32,
+                num_conv_pos_embedding_groups=16, hidden_act="gelu_python",
+            ),
+            quantize={
+                "attention": (["re:.*attention\\.self\\.(query|key|value)_proj$", "re:.*attention\\.output\\.dense$"],
+                              dict(num_bits=8, symmetric=True, strategy="channel")),
+                "feed_forward": (["re:.*intermediate\\.dense$", "re:.*layer\\.\\d+\\.output\\.dense$"],
+                                 dict(num_bits=8, symmetric=False, strategy="group", group_size=16)),
+                "upsample": (["re:.*upsample\\.projection$"], dict(num_bits=4, symmetric=True, strategy="tensor")),
+            },
+        ),
     ]
 
 
@@ -430,6 +501,8 @@ def run_case(case: dict, seed: int, waves: dict, fe: Wav2Vec2FeatureExtractor) -
     config = make_config(**case["config"])
     model = case["cls"](config)
     redraw_parameters(model, seed)
+    if "quantize" in case:
+        quant_config, quantized = quantize_linears(model, case["quantize"])
     model.eval()
 
     clips = [waves[a] for a in case["audio"]]
@@ -531,6 +604,21 @@ def run_case(case: dict, seed: int, waves: dict, fe: Wav2Vec2FeatureExtractor) -
         config.architectures = [type(model).__name__]
         config.save_pretrained(d)
         save_file(legacy_state_dict(model, strip_prefix=True), str(d / "model.safetensors"), metadata={"format": "pt"})
+        weights_file = "model.safetensors"
+    elif case["save"] == "compressed_tensors":
+        from safetensors.torch import save_file
+
+        model.save_pretrained(d)
+        state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        for mname, stored in quantized.items():
+            state.update({f"{mname}.{k}": v for k, v in stored.items()})
+        save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+        with open(d / "config.json") as f:
+            saved = json.load(f)
+        saved["quantization_config"] = quant_config
+        with open(d / "config.json", "w") as f:
+            json.dump(saved, f, indent=2, sort_keys=True)
+            f.write("\n")
         weights_file = "model.safetensors"
     else:
         raise ValueError(case["save"])

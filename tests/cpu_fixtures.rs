@@ -24,7 +24,8 @@ fixture_tests!(
     cls_mean,
     ctc_padded_batch,
     base_norel,
-    ctc_sq1
+    ctc_sq1,
+    ctc_int8
 );
 
 #[test]

@@ -32,12 +32,13 @@ fixture_tests!(
     cls_mean,
     ctc_padded_batch,
     base_norel,
-    ctc_sq1
+    ctc_sq1,
+    ctc_int8
 );
 
 #[test]
 fn every_fixture_case_is_listed() {
-    assert_eq!(common::CASES.len(), 9, "a fixture case was added: list it above too");
+    assert_eq!(common::CASES.len(), 10, "a fixture case was added: list it above too");
 }
 
 /// The bundled English model (trained weights, head size 36) through the

@@ -128,4 +128,5 @@ pub const CASES: &[&str] = &[
     "ctc_padded_batch",
     "base_norel",
     "ctc_sq1",
+    "ctc_int8",
 ];

@@ -28,6 +28,7 @@ pub const CASES: &[&str] = &[
     "ctc_padded_batch",
     "base_norel",
     "ctc_sq1",
+    "ctc_int8",
 ];
 
 pub fn url(path: &str) -> String {
