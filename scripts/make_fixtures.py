@@ -5,7 +5,8 @@ Run by hand from the repository root:
 
     /work/venv/bin/python scripts/make_fixtures.py [--regen-audio]
 
-Needs torch, transformers (written against 5.24), safetensors and numpy; espeak-ng and sox
+Needs torch, transformers (written against 5.24), safetensors, numpy and compressed-tensors (for
+the ctc_int8 case, which transformers reads back through it); espeak-ng and sox
 only when the speech clips are (re)generated.  Everything is deterministic: the speech clips
 are only synthesised when missing (or with --regen-audio), and every model is built and
 re-initialised from fixed seeds on CPU in float32.  See tests/fixtures/README.md.
