@@ -6,6 +6,8 @@
   python training/export.py asr training/data/asr_run_x/model.avg.pt   # one checkpoint of a run
   python training/export.py asr RUN --f16   # float16 weights: half the size (a widened model
                                             # fits the 10 MB budget); sewd computes in float32
+  python training/export.py asr RUN --int8  # linear layers as int8, one scale per row, the rest
+                                            # float16: a quarter of float32 (see save_int8)
 """
 import json
 import sys
@@ -51,12 +53,15 @@ def main(task, run_dir=None, dtype=None):
     model = cls(config)
     model.load_state_dict(state)
     model.eval()
-    if dtype == "--f16":
-        model = model.half()
-    elif dtype is not None:
-        sys.exit(f"unknown option {dtype} (expected --f16)")
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    if dtype == "--f16":
+        model.half().save_pretrained(out, safe_serialization=True)
+    elif dtype == "--int8":
+        save_int8(model, out)
+    elif dtype is None:
+        model.save_pretrained(out, safe_serialization=True)
+    else:
+        sys.exit(f"unknown option {dtype} (expected --f16 or --int8)")
     if task == "asr":
         with tempfile.TemporaryDirectory() as tmp:
             vocab = Path(tmp) / "vocab.json"
@@ -69,6 +74,35 @@ def main(task, run_dir=None, dtype=None):
         fe.save_pretrained(out)
     for p in sorted(out.iterdir()):
         print(f"{p.stat().st_size:>10}  {p}")
+
+
+@torch.no_grad()
+def save_int8(model, out):
+    """Saves `model` with every linear layer but the output head as int8 weights and one
+    float16 scale per output row (symmetric, max |w| / 127), the rest as float16: the
+    compressed-tensors "naive-quantized" layout, which sewd dequantizes on load and
+    transformers reads with `pip install compressed-tensors`."""
+    from safetensors.torch import save_file
+
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"]
+    state = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+    for name in linear:
+        w = model.get_submodule(name).weight.float()
+        scale = (w.abs().amax(1, keepdim=True) / 127).clamp(min=1e-8).half()
+        state[f"{name}.weight"] = torch.round(w / scale.float()).clamp(-127, 127).to(torch.int8)
+        state[f"{name}.weight_scale"] = scale
+    model.half().save_pretrained(out, safe_serialization=True)
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((out / "config.json").read_text())
+    config["quantization_config"] = {
+        "quant_method": "compressed-tensors", "format": "naive-quantized", "quantization_status": "compressed",
+        "ignore": ["lm_head"], "sparsity_config": {},
+        "config_groups": {"group_0": {
+            "targets": ["Linear"], "format": "naive-quantized", "input_activations": None, "output_activations": None,
+            "weights": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "dynamic": False,
+                        "observer": "minmax"}}},
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
