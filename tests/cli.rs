@@ -241,6 +241,31 @@ fn bad_config_names_the_field() {
     assert_error(&out, &["config.json", "hidden_act", "swiglu"]);
 }
 
+/// Quantized weights read as plain floats would give a wrong answer: an
+/// unsupported scheme names its field, and scales without a declared scheme
+/// name the tensor.
+#[test]
+fn quantized_weights_need_a_supported_quantization_config() {
+    let src = common::fixtures().join("ctc_int8");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let with = |name: &str, config: &serde_json::Value| {
+        let dir = scratch(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+        sewd(&["forward", "--model", dir.to_str().unwrap(), "--audio", &speech(), "--output", "logits", "--out", dir.join("l.npy").to_str().unwrap()])
+    };
+    let mut gptq = config.clone();
+    gptq["quantization_config"]["quant_method"] = "gptq".into();
+    assert_error(&with("quant-gptq", &gptq), &["config.json", "quantization_config.quant_method", "gptq"]);
+    let mut w8a8 = config.clone();
+    w8a8["quantization_config"]["config_groups"]["attention"]["input_activations"] = serde_json::json!({"num_bits": 8, "type": "int"});
+    assert_error(&with("quant-w8a8", &w8a8), &["config_groups.attention.input_activations", "activation quantization"]);
+    let mut undeclared = config;
+    undeclared.as_object_mut().unwrap().remove("quantization_config");
+    assert_error(&with("quant-undeclared", &undeclared), &["model.safetensors", "weight_scale", "no quantization_config"]);
+}
+
 #[test]
 fn an_unreachable_model_rate_names_preprocessor_config() {
     let dir = scratch("fast-rate");
