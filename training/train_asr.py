@@ -69,15 +69,40 @@ def edit_table(a, b):
     return d
 
 
+def dequantized_state(file):
+    """The float32 state dict of an `export.py --int8` checkpoint: `(weight - zero_point) *
+    weight_scale` for each quantized layer (one scale per tensor, row or group of columns).
+    Read here rather than through transformers, which needs compressed-tensors for it and
+    the GPU machine does not have it."""
+    from safetensors.torch import load_file
+
+    raw = load_file(str(file))
+    state = {}
+    for k, v in raw.items():
+        if k.endswith(("weight_scale", "weight_zero_point")):
+            continue
+        scale = raw.get(k + "_scale")
+        if scale is not None:
+            zero = raw.get(k + "_zero_point")
+            scale = scale.float().reshape(-1 if scale.numel() > 1 else 1, 1) if scale.dim() < 2 else scale.float()
+            cols = v.shape[1] // scale.shape[1]
+            v = v.float() - (zero.float().reshape(scale.shape).repeat_interleave(cols, 1) if zero is not None else 0)
+            v = v * scale.repeat_interleave(cols, 1)
+        state[k] = v.float()
+    return state
+
+
 def edit_distance(a, b):
     return edit_table(a, b)[len(a)][len(b)]
 
 
 def load_state(path, model_class=None):
     """A state dict from a run's model.pt or from an exported model directory
-    (loaded as model_class, SEWDForCTC by default; its weights may be float16:
-    training is in float32)."""
+    (loaded as model_class, SEWDForCTC by default; its weights may be float16 or
+    int8 from `export.py --int8`: training is in float32)."""
     if Path(path).is_dir():
+        if "quantization_config" in json.loads((Path(path) / "config.json").read_text()):
+            return dequantized_state(Path(path) / "model.safetensors")
         if model_class is None:
             from transformers import SEWDForCTC as model_class
         return {k: v.float() for k, v in model_class.from_pretrained(path).state_dict().items()}
