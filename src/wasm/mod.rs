@@ -14,7 +14,9 @@
 //! Every failure rejects (or throws) a JS `Error` whose message names what
 //! failed and where (URL, file, tensor, option). The model runs on the
 //! calling thread: on the CPU a call blocks it for the length of the forward
-//! pass, so use a Worker for long audio in an interactive page.
+//! pass, so use a Worker for long audio in an interactive page. The `threads`
+//! build (`sewd/threads`) spreads that pass over a pool of Web Workers
+//! started by `initThreadPool(n)`, and must be called from a Worker.
 
 mod fetch;
 mod stream;
@@ -38,6 +40,11 @@ use crate::weights::{TensorData, WeightStore, PYTORCH_FILE, SAFETENSORS_FILE};
 use fetch::Fetched;
 pub use fetch::{Location, CACHE_NAME, DEFAULT_ENDPOINT};
 pub use stream::Stream;
+/// `initThreadPool(n)` in JS (the `threads` build only): starts n Web Workers for
+/// the CPU backend. Call it once after `init()`, in a Worker: rayon blocks the
+/// calling thread while the pool works, which a page's main thread may not do.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"

@@ -27,7 +27,7 @@ impl<'a> View<'a> {
 }
 
 /// `dst[m×n] (row stride ldd) = (accumulate ? dst : 0) + scale * a[m×k] · b[k×n]`.
-/// `parallel` spreads the work over the thread pool (native only).
+/// `parallel` spreads the work over the thread pool (native, and wasm built with `threads`).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -84,7 +84,7 @@ pub fn matmul(
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
 fn parallelism(parallel: bool) -> gemm::Parallelism {
     if parallel && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
@@ -93,7 +93,7 @@ fn parallelism(parallel: bool) -> gemm::Parallelism {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
 fn parallelism(_parallel: bool) -> gemm::Parallelism {
     gemm::Parallelism::None
 }
