@@ -23,29 +23,10 @@ test-wasm-build:
 test-wasm:
 	scripts/test_wasm.sh
 
-# The npm package `sewd` (pkg/: sewd.js, sewd_bg.wasm, sewd.d.ts, package.json).
-# wasm-pack's own wasm-opt step is off (it would download binaryen). The
-# wasm-opt of npm's binaryen (tools/, installed by setup.sh) runs instead, or
-# another local one if it is binaryen 117 or newer: older ones (Debian 12 ships
-# 108) read wasm-bindgen's externref table as anyref and the module then fails
-# at init. -O3 makes the module about a fifth smaller (an eighth gzipped) at the
-# same speed. The optimized module must still initialize under node, else the
-# unoptimized one is kept.
-WASM_OPT ?= $(or $(wildcard tools/node_modules/.bin/wasm-opt),wasm-opt)
-WASM_OPT_FLAGS := -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-	--enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue
+# The npm package `sewd` (pkg/): the single-threaded module and, in pkg/threads/,
+# the one with Web Worker threads (see the script).
 pkg:
-	wasm-pack build --target web --release --no-opt --out-dir pkg --out-name sewd
-	@v=$$($(WASM_OPT) --version 2>/dev/null | grep -o '[0-9]\+' | head -1); \
-	if [ -z "$$v" ] || [ "$$v" -lt 117 ]; then \
-		echo "make pkg: no wasm-opt >= 117 (found: $${v:-none}); keeping the unoptimized wasm"; \
-	elif $(WASM_OPT) $(WASM_OPT_FLAGS) pkg/sewd_bg.wasm -o pkg/sewd_bg.opt.wasm \
-		&& node --input-type=module -e "import fs from 'node:fs'; import { initSync } from './pkg/sewd.js'; initSync({ module: fs.readFileSync('pkg/sewd_bg.opt.wasm') });"; then \
-		mv pkg/sewd_bg.opt.wasm pkg/sewd_bg.wasm; \
-	else \
-		rm -f pkg/sewd_bg.opt.wasm; echo "make pkg: the wasm-opt output does not initialize; keeping the unoptimized wasm"; \
-	fi
-	@ls -l pkg/sewd_bg.wasm
+	scripts/build_pkg.sh
 
 cli:
 	cargo build --release --bin sewd

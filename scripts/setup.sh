@@ -33,6 +33,14 @@ if ! have cargo; then
     exit 1
 fi
 rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+# The threaded wasm module (pkg/threads/, scripts/build_pkg.sh) rebuilds std with atomics:
+# a pinned nightly with its source.
+nightly=$(cat scripts/nightly-toolchain)
+if ! rustup run "$nightly" rustc --version >/dev/null 2>&1 \
+    || ! [ -d "$(rustup run "$nightly" rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
+    echo "setup: installing Rust $nightly with rust-src (for the threaded wasm module)"
+    rustup toolchain install "$nightly" --profile minimal --component rust-src
+fi
 
 # wasm-pack, and the wasm-bindgen CLI at the exact version Cargo.lock pins: wasm-pack would
 # otherwise try to download a prebuilt one, which this machine's network refuses.

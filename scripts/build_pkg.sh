@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the npm package `sewd` into pkg/ (`make pkg`):
+#
+#   pkg/sewd.js, sewd_bg.wasm, sewd.d.ts   one thread, runs anywhere (stable Rust)
+#   pkg/threads/...                         the same API plus initThreadPool(n): the CPU
+#                                           backend on n Web Workers over shared memory
+#                                           (nightly Rust: atomics and a rebuilt std)
+#
+# and writes package.json's `exports` ("sewd" and "sewd/threads") and `files`.
+#
+# wasm-pack's own wasm-opt step is off (it would download binaryen). The wasm-opt
+# of npm's binaryen (tools/, installed by setup.sh) runs instead, or another local
+# one if it is binaryen 117 or newer: older ones (Debian 12 ships 108) read
+# wasm-bindgen's externref table as anyref and the module then fails at init. -O3
+# makes the module about a fifth smaller (an eighth gzipped) at the same speed. An
+# optimized module must still initialize under node, else the unoptimized one is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NIGHTLY=${NIGHTLY:-$(cat scripts/nightly-toolchain)}
+WASM_OPT=${WASM_OPT:-$( [ -x tools/node_modules/.bin/wasm-opt ] && echo tools/node_modules/.bin/wasm-opt || echo wasm-opt)}
+WASM_OPT_FLAGS=(-O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue)
+
+# Node has no `self`, which the threaded module's worker helper listens on: a stand-in.
+INIT_CHECK="import fs from 'node:fs';
+globalThis.self ??= new EventTarget();
+const dir = process.argv[1];
+const { initSync } = await import('./' + dir + '/sewd.js');
+initSync({ module: fs.readFileSync(dir + '/sewd_bg.opt.wasm') });"
+
+# optimize DIR [extra wasm-opt flags]: DIR/sewd_bg.wasm in place, if the result still initializes.
+optimize() {
+    local dir=$1; shift
+    local v
+    v=$("$WASM_OPT" --version 2>/dev/null | grep -o '[0-9]\+' | head -1 || true)
+    if [ -z "$v" ] || [ "$v" -lt 117 ]; then
+        echo "make pkg: no wasm-opt >= 117 (found: ${v:-none}); keeping the unoptimized $dir/sewd_bg.wasm"
+    elif "$WASM_OPT" "${WASM_OPT_FLAGS[@]}" "$@" "$dir/sewd_bg.wasm" -o "$dir/sewd_bg.opt.wasm" \
+        && node --input-type=module -e "$INIT_CHECK" "$dir"; then
+        mv "$dir/sewd_bg.opt.wasm" "$dir/sewd_bg.wasm"
+    else
+        rm -f "$dir/sewd_bg.opt.wasm"
+        echo "make pkg: the wasm-opt output of $dir does not initialize; keeping the unoptimized wasm"
+    fi
+    ls -l "$dir/sewd_bg.wasm"
+}
+
+wasm-pack build --target web --release --no-opt --out-dir pkg --out-name sewd
+optimize pkg
+
+# Threads need the atomics target feature, so std is rebuilt with it (-Z build-std),
+# and since rust#147225 the shared, imported memory and the TLS exports that
+# wasm-bindgen's thread transform expects are asked of the linker by name. The
+# memory may grow to 4 GiB, as the single-threaded module's may. Its own target
+# directory keeps these flags from invalidating the stable build's.
+THREAD_RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128"
+for arg in --shared-memory --max-memory=4294967296 --import-memory \
+    --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base; do
+    THREAD_RUSTFLAGS+=" -C link-arg=$arg"
+done
+RUSTFLAGS="$THREAD_RUSTFLAGS" cargo "+$NIGHTLY" build --release --lib --no-default-features --features threads \
+    --target wasm32-unknown-unknown -Z build-std=panic_abort,std --target-dir target/wasm-threads
+rm -rf pkg/threads
+wasm-bindgen --target web --out-dir pkg/threads --out-name sewd \
+    target/wasm-threads/wasm32-unknown-unknown/release/sewd.wasm
+optimize pkg/threads --enable-threads
+
+node scripts/package_exports.mjs pkg/package.json
