@@ -2,7 +2,7 @@
 // in worker.js; this thread only moves messages and paints.
 //
 // URL parameters (handy for links and tests): ?model=URL-or-hub-id,
-// ?backend=auto|webgpu|cpu, ?kws=URL.
+// ?backend=auto|webgpu|cpu, ?kws=URL, ?threads=N (the CPU backend's threads; default one per core).
 
 import { decodeAudioFile, encodeWav } from "./audio.js";
 
@@ -52,7 +52,9 @@ function unsupported() {
 
 // ---------------------------------------------------------------- worker
 
-const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+const workerUrl = new URL("./worker.js", import.meta.url);
+if (params.has("threads")) workerUrl.searchParams.set("threads", params.get("threads"));
+const worker = new Worker(workerUrl, { type: "module" });
 const pending = new Map();
 let nextId = 1;
 
@@ -158,8 +160,13 @@ async function loadModel(slot, source) {
     const info = await call("load", { slot, backend, source: files ? { ...rest, files } : rest });
     loaded[slot] = { ...info, name: source.name };
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
-    setStatus(`Ready: ${source.name} on ${label(info.backend)} (loaded in ${secs} s).`);
+    const on = info.backend === "cpu" ? `CPU, ${threadsText(info)}` : label(info.backend);
+    setStatus(`Ready: ${source.name} on ${on} (loaded in ${secs} s).`);
     if (slot === "asr") showBackend(info);
+    clearMessage("threads");
+    if (info.backend === "cpu" && info.threads === 1 && (navigator.hardwareConcurrency || 1) > 1 && !params.has("threads")) {
+      showMessage("info", `The CPU backend runs on one thread: ${info.threadsWhy}.`, "threads");
+    }
     if (info.backend === "cpu" && backend === "auto" && info.gpu.startsWith("software")) {
       showMessage("info", `This browser's WebGPU has no GPU behind it (${info.gpu.slice(10)}, a software fallback), which is slower than the CPU path, so the model runs on the CPU. Choose WebGPU in the backend menu to use it anyway.`, "webgpu");
     } else if (info.backend === "cpu" && backend !== "cpu" && info.gpu !== "ok") {
@@ -183,12 +190,14 @@ function hint(source, err) {
 }
 
 const label = (b) => (b === "webgpu" ? "WebGPU" : b === "cpu" ? "CPU" : String(b));
+const threadsText = (info) => `${info.threads} thread${info.threads === 1 ? "" : "s"}`;
 
 function showBackend(info) {
   const el = $("backend");
   el.textContent = label(info.backend);
   el.dataset.backend = info.backend;
-  el.title = info.backend === "webgpu" ? "Running on the GPU through WebGPU" : "Running on the CPU (WebAssembly)";
+  el.dataset.threads = info.backend === "cpu" ? String(info.threads) : "";
+  el.title = info.backend === "webgpu" ? "Running on the GPU through WebGPU" : `Running on the CPU (WebAssembly, ${threadsText(info)}: ${info.threadsWhy})`;
 }
 
 function showHop(ms, rtf, lag) {

@@ -8,7 +8,13 @@
 // (type "mic-port"), so it never waits on the main thread.
 
 const PKG = new URL("../pkg/sewd.js", import.meta.url).href;
+const PKG_THREADS = new URL("../pkg/threads/sewd.js", import.meta.url).href;
 let sewd = null;
+// The CPU backend's threads: ?threads=N on this worker's URL (the page passes
+// its own), else one per core up to MAX_THREADS. More than one needs the
+// threaded module, which needs a cross-origin isolated page (shared memory).
+const MAX_THREADS = 8;
+const cpu = { threads: 1, why: null }; // why: how the count was chosen
 const models = { asr: null, kws: null }; // slot -> Recognizer
 let mic = null; // the latest microphone session, see startStream
 
@@ -40,8 +46,36 @@ function retire(rec) {
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 
+function wantedThreads() {
+  const asked = new URL(self.location.href).searchParams.get("threads");
+  if (asked !== null) {
+    const n = Number(asked);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`threads=${asked}: a whole number of threads, at least 1`);
+    return { n, why: "asked for" };
+  }
+  const cores = self.navigator?.hardwareConcurrency || 1;
+  return { n: Math.min(cores, MAX_THREADS), why: cores > MAX_THREADS ? `${cores} cores, at most ${MAX_THREADS} threads` : "one per core" };
+}
+
 async function api() {
   if (sewd) return sewd;
+  const want = wantedThreads();
+  if (want.n > 1 && !self.crossOriginIsolated) {
+    want.n = 1;
+    want.why = "the page is not cross-origin isolated (it needs the COOP and COEP headers), so no shared memory";
+  }
+  if (want.n > 1) {
+    try {
+      const mod = await import(PKG_THREADS);
+      await mod.default();
+      await mod.initThreadPool(want.n);
+      Object.assign(cpu, { threads: want.n, why: want.why });
+      return (sewd = mod);
+    } catch (err) {
+      // A browser without wasm threads, or a build without pkg/threads/: one thread works everywhere.
+      want.why = `the threaded module failed (${err?.message || err})`;
+    }
+  }
   let mod;
   try {
     mod = await import(PKG);
@@ -49,8 +83,8 @@ async function api() {
     throw new Error(`could not load the wasm package (${PKG}): ${err?.message || err}. Build it with \`make pkg\`.`);
   }
   await mod.default();
-  sewd = mod;
-  return sewd;
+  Object.assign(cpu, { threads: 1, why: want.why });
+  return (sewd = mod);
 }
 
 async function webgpuState() {
@@ -119,7 +153,7 @@ async function load({ slot, source, backend }) {
   const old = models[slot];
   models[slot] = rec;
   retire(old);
-  return { backend: rec.backend, gpu };
+  return { backend: rec.backend, gpu, threads: cpu.threads, threadsWhy: cpu.why };
 }
 
 function need(slot) {

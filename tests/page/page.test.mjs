@@ -3,7 +3,9 @@
 //
 // What it checks:
 // * a file upload gives exactly the transcript `sewd transcribe` prints for
-//   the same clip (same samples in, same model, same decoding);
+//   the same clip (same samples in, same model, same decoding), on the
+//   threaded wasm module with one thread per core and, with ?threads=1, on
+//   the single-threaded one; a bad ?threads value fails the load by name;
 // * the backend badge shows WebGPU when asked for (headless Chromium's
 //   SwiftShader adapter), and "auto" takes the CPU over that software adapter;
 // * the microphone path (Chromium's fake device playing the clip in a loop,
@@ -266,15 +268,41 @@ test("auto runs on the CPU when WebGPU is only a software adapter, and says so",
   });
 });
 
-test("file upload on the CPU backend gives exactly the CLI transcript", async () => {
+test("file upload on the CPU backend gives exactly the CLI transcript, on one thread per core", async () => {
   await withDemo("&backend=cpu", async (page, log) => {
     assert.equal(await page.getByTestId("backend").textContent(), "CPU");
+    // `sewd serve` sends COOP/COEP, so the threaded module (pkg/threads/) runs.
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    assert.ok(cores > 1, `the page test needs at least two cores to check the threads, Chromium reports ${cores}`);
+    const badge = page.getByTestId("backend");
+    assert.equal(await badge.getAttribute("data-threads"), String(Math.min(cores, 8)), `${await badge.getAttribute("title")}\n${log.join("\n")}`);
+    assert.match(await page.getByTestId("status").textContent(), new RegExp(`on CPU, ${Math.min(cores, 8)} threads`));
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await waitForData(page, "fileDone", "1");
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
     await page.locator("#clear-cache").click();
     await waitForStatus(page, /downloaded models/, 10_000);
   });
+});
+
+test("?threads=1 runs the single-threaded module, with the same transcript", async () => {
+  await withDemo("&backend=cpu&threads=1", async (page, log) => {
+    assert.equal(await page.getByTestId("backend").getAttribute("data-threads"), "1");
+    await page.getByTestId("file-input").setInputFiles(MODEL.clip);
+    await waitForData(page, "fileDone", "1");
+    assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
+  });
+});
+
+test("a bad ?threads value fails the load with a message naming it", async () => {
+  const { page, log, close } = await launch();
+  try {
+    await page.goto(`${base}/?model=${encodeURIComponent(MODEL.url)}&backend=cpu&threads=lots`);
+    await waitForStatus(page, /^Could not load/, 60_000);
+    assert.match(await page.locator("#messages").textContent(), /threads=lots: a whole number of threads/, log.join("\n"));
+  } finally {
+    await close();
+  }
 });
 
 test("microphone: captures the clip and streams a transcript", async () => {
