@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The same forward pass, side by side in one run: the native CPU backend
 // (`sewd bench`, all cores and one thread), the wasm package (pkg/) in
-// headless Debian Chromium on its CPU backend and on WebGPU, and the peer,
+// headless Debian Chromium on its CPU backend (one thread, and the threaded
+// module pkg/threads/ on all cores in a Worker) and on WebGPU, and the peer,
 // onnxruntime-web's wasm backend on the same model exported to ONNX
 // (bench/export_onnx.py), with one thread and with all cores.
 //
@@ -31,7 +32,7 @@
 // checked against sewd's forward() before any time is reported.
 //
 // Prints a table, then one JSON line: native_ms, native_1thread_ms,
-// wasm_cpu_ms, webgpu_ms, ort_wasm_1thread_ms, ort_wasm_threads_ms, the
+// wasm_cpu_ms, wasm_threads_ms, webgpu_ms, ort_wasm_1thread_ms, ort_wasm_threads_ms, the
 // ratios, the logits' agreement, the .wasm sizes and the WebGPU adapter.
 
 import { spawn } from "node:child_process";
@@ -222,6 +223,21 @@ const PAGE = `<!doctype html>
       const out = await state.rec.forward(state.samples, state.rate);
       return { shape: out.logits.shape, data: Array.from(out.logits.data) };
     },
+    // The threaded module (pkg/threads/) on \`threads\` Web Workers: one warm-up and \`runs\` passes in a Worker.
+    threaded(threads, runs) {
+      return new Promise((resolve, reject) => {
+        const w = new Worker("/__bench__/threads-worker.js", { type: "module" });
+        w.onmessage = ({ data }) => {
+          w.terminate();
+          data.error ? reject(new Error(data.error)) : resolve(data);
+        };
+        w.onerror = (e) => {
+          w.terminate();
+          reject(new Error(e.message || "the threads worker failed to start"));
+        };
+        w.postMessage({ threads, runs });
+      });
+    },
     // onnxruntime-web: its thread count is read once, so one page per count.
     async ortLoad(threads) {
       const ort = await import("/${ORT_DIST}/ort.wasm.min.mjs");
@@ -255,6 +271,33 @@ const PAGE = `<!doctype html>
 </script>
 `;
 
+// The threaded module blocks the thread that calls it while its pool works,
+// which a page's main thread may not do: it is timed in a module Worker.
+const THREADS_WORKER = `
+self.onmessage = async ({ data: { threads, runs } }) => {
+  try {
+    const sewd = await import("/pkg/threads/sewd.js");
+    await sewd.default();
+    await sewd.initThreadPool(threads);
+    const r = await fetch("/__bench__/audio.f32");
+    const samples = new Float32Array(await r.arrayBuffer());
+    const rate = Number(r.headers.get("x-sample-rate"));
+    const rec = await sewd.Recognizer.load(new URL("/__bench__/model/", location.href).href, { backend: "cpu", cache: false });
+    const times = [];
+    let text = null;
+    for (let i = 0; i <= runs; i++) {
+      const t0 = performance.now();
+      text = (await rec.transcribe(samples, rate)).text;
+      if (i > 0) times.push(performance.now() - t0);
+    }
+    const out = await rec.forward(samples, rate);
+    self.postMessage({ times, text, logits: { shape: out.logits.shape, data: Array.from(out.logits.data) } });
+  } catch (err) {
+    self.postMessage({ error: String(err?.message || err) });
+  }
+};
+`;
+
 function startServer(modelDir, audio) {
   const vocabFile = path.join(modelDir, "vocab.json");
   const vocab = fs.existsSync(vocabFile) ? null : syntheticVocab(modelDir);
@@ -285,6 +328,7 @@ function startServer(modelDir, audio) {
     }
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "text/plain", Buffer.from("GET only"));
     if (pathname === "/__bench__/" || pathname === "/__bench__/index.html") return send(res, 200, MIME[".html"], Buffer.from(PAGE));
+    if (pathname === "/__bench__/threads-worker.js") return send(res, 200, MIME[".js"], Buffer.from(THREADS_WORKER));
     if (pathname === "/__bench__/audio.f32") return send(res, 200, "application/octet-stream", audioBytes, { "X-Sample-Rate": String(audio.rate) });
     if (pathname === "/__bench__/model/vocab.json" && vocab) return send(res, 200, MIME[".json"], Buffer.from(vocab));
     let file;
@@ -424,6 +468,7 @@ function checkInputs(args) {
     [args.sewd, "run `make cli`"],
     [path.join(ROOT, "pkg/sewd.js"), "run `make pkg`"],
     [path.join(ROOT, "pkg/sewd_bg.wasm"), "run `make pkg`"],
+    [path.join(ROOT, "pkg/threads/sewd_bg.wasm"), "run `make pkg`"],
     [args.chromium, "install Debian's chromium (scripts/setup.sh)"],
     [path.join(args.model, "config.json"), "create it with bench/cpu_vs_pytorch.py, or pass --model"],
     [path.join(args.model, "model.onnx"), "export it with bench/export_onnx.py (`make bench-browser` does)"],
@@ -468,6 +513,7 @@ async function main() {
   let setup;
   const cores = os.availableParallelism?.() ?? os.cpus().length;
   const ort = {};
+  let threads;
   try {
     browser = await launchChromium(args);
     const { page, log } = browser;
@@ -475,6 +521,12 @@ async function main() {
     if (!setup.crossOriginIsolated) console.error("warning: the page is not cross-origin isolated (COOP/COEP headers missing?)");
     console.error(`Chromium ${browser.version}; wasm CPU backend, ${args.runs} runs ...`);
     cpu = await benchInPage(page, log, "cpu", args.runs, args.timeout);
+    console.error(`wasm CPU, threaded module on ${cores} threads (in a Worker), ${args.runs} runs ...`);
+    const t = await withTimeout(page.evaluate(([n, r]) => window.bench.threaded(n, r), [cores, args.runs]), args.timeout * (args.runs + 2), "threaded wasm").catch((e) => {
+      throw new Error(`the threaded module failed: ${e.message}\n${log.join("\n")}`);
+    });
+    console.error(`  runs ${t.times.map((x) => x.toFixed(1)).join(", ")} ms`);
+    threads = { ms: median(t.times), times: t.times, logits: t.logits };
     adapter = await page.evaluate(() => window.bench.adapter());
     if (!adapter) throw new Error(`Chromium offers no WebGPU adapter (navigator.gpu ${setup.webgpu ? "present" : "missing"})\n${log.join("\n")}`);
     console.error(`WebGPU adapter: ${[adapter.vendor, adapter.architecture, adapter.device, adapter.description].filter(Boolean).join(" / ") || "(no description)"}; ${args.gpuRuns} runs ...`);
@@ -494,6 +546,7 @@ async function main() {
     [`native CPU, ${cores} threads`, native.median_ms, args.runs],
     ["native CPU, 1 thread", native1.median_ms, args.runs],
     ["wasm CPU (Chromium, 1 thread)", cpu.ms, args.runs],
+    [`wasm CPU (Chromium, ${cores} threads)`, threads.ms, args.runs],
     [`WebGPU (Chromium${adapterText ? `, ${adapterText}` : ""})`, gpu.ms, args.gpuRuns],
     [`onnxruntime-web ${ort[1].version} wasm, 1 thread`, ort[1].ms, args.runs],
     [`onnxruntime-web ${ort[cores].version} wasm, ${cores} threads`, ort[cores].ms, args.runs],
@@ -501,15 +554,18 @@ async function main() {
   // Both must compute the same thing before their times mean anything.
   const agreement = Math.max(logitsError(cpu.logits, ort[1].logits), logitsError(cpu.logits, ort[cores].logits));
   if (!(agreement < 1e-3)) throw new Error(`sewd and onnxruntime-web disagree: logits differ by ${agreement.toExponential(2)} of the largest`);
-  const sizes = { sewd_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/sewd_bg.wasm")).size, ort_wasm_bytes: fs.statSync(path.join(ROOT, ORT_DIST, "ort-wasm-simd-threaded.wasm")).size };
+  // The threads split the same sums' rows and columns, not their terms: the same logits.
+  const threadsAgreement = logitsError(threads.logits, cpu.logits);
+  if (!(threadsAgreement < 1e-5)) throw new Error(`the threaded and single-threaded modules disagree: logits differ by ${threadsAgreement.toExponential(2)} of the largest`);
+  const sizes = { sewd_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/sewd_bg.wasm")).size, sewd_threads_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/threads/sewd_bg.wasm")).size, ort_wasm_bytes: fs.statSync(path.join(ROOT, ORT_DIST, "ort-wasm-simd-threaded.wasm")).size };
   const w = Math.max(...rows.map((r) => r[0].length));
   console.log(`\n${audioS.toFixed(2)} s of audio, ${path.relative(ROOT, args.model) || args.model}; median of N runs after one warm-up`);
   console.log(`${"".padEnd(w)}  ${"ms".padStart(10)}  ${"RTF".padStart(7)}  ${"× native".padStart(9)}  N`);
   for (const [name, ms, n] of rows) {
     console.log(`${name.padEnd(w)}  ${ms.toFixed(1).padStart(10)}  ${(ms / 1000 / audioS).toFixed(4).padStart(7)}  ${(ms / native.median_ms).toFixed(2).padStart(8)}×  ${n}`);
   }
-  console.log(`sewd wasm CPU vs onnxruntime-web wasm: ${(ort[1].ms / cpu.ms).toFixed(2)}× (1 thread each), ${(ort[cores].ms / cpu.ms).toFixed(2)}× (onnxruntime-web on ${cores} threads); logits agree to ${agreement.toExponential(1)} of the largest`);
-  console.log(`.wasm: sewd ${(sizes.sewd_wasm_bytes / 1e6).toFixed(2)} MB, onnxruntime-web ${(sizes.ort_wasm_bytes / 1e6).toFixed(2)} MB (plus the model: ${(fs.statSync(path.join(args.model, "model.safetensors")).size / 1e6).toFixed(1)} MB safetensors, ${(fs.statSync(path.join(args.model, "model.onnx")).size / 1e6).toFixed(1)} MB ONNX)`);
+  console.log(`sewd wasm CPU vs onnxruntime-web wasm: ${(ort[1].ms / cpu.ms).toFixed(2)}× (1 thread each), ${(ort[cores].ms / threads.ms).toFixed(2)}× (${cores} threads each), ${(ort[cores].ms / cpu.ms).toFixed(2)}× (sewd on 1 thread, onnxruntime-web on ${cores}); logits agree to ${agreement.toExponential(1)} of the largest (threaded vs single-threaded sewd: ${threadsAgreement.toExponential(1)})`);
+  console.log(`.wasm: sewd ${(sizes.sewd_wasm_bytes / 1e6).toFixed(2)} MB (threaded ${(sizes.sewd_threads_wasm_bytes / 1e6).toFixed(2)} MB), onnxruntime-web ${(sizes.ort_wasm_bytes / 1e6).toFixed(2)} MB (plus the model: ${(fs.statSync(path.join(args.model, "model.safetensors")).size / 1e6).toFixed(1)} MB safetensors, ${(fs.statSync(path.join(args.model, "model.onnx")).size / 1e6).toFixed(1)} MB ONNX)`);
   if (cpu.text !== gpu.text) console.log("note: the wasm CPU and WebGPU transcripts differ (expected only within GPU tolerance on near-tied frames)");
   console.log(
     JSON.stringify({
@@ -517,6 +573,8 @@ async function main() {
       native_ms: native.median_ms,
       native_1thread_ms: native1.median_ms,
       wasm_cpu_ms: round(cpu.ms, 2),
+      wasm_threads_ms: round(threads.ms, 2),
+      wasm_threads: cores,
       webgpu_ms: round(gpu.ms, 2),
       wasm_cpu_over_native: round(cpu.ms / native.median_ms, 3),
       webgpu_over_native: round(gpu.ms / native.median_ms, 3),
@@ -527,6 +585,8 @@ async function main() {
       ort_version: ort[1].version,
       ort_1thread_over_wasm_cpu: round(ort[1].ms / cpu.ms, 3),
       ort_threads_over_wasm_cpu: round(ort[cores].ms / cpu.ms, 3),
+      ort_threads_over_wasm_threads: round(ort[cores].ms / threads.ms, 3),
+      logits_threads_vs_1thread: threadsAgreement,
       logits_vs_ort: agreement,
       ...sizes,
       webgpu_adapter: adapterText,
