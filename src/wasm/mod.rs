@@ -84,6 +84,9 @@ export interface StreamOptions {
   hop?: number;
   /** Seconds after the hop the model sees (default 1): the latency of final text. */
   rightContext?: number;
+  /** Seconds of silence appended to each window that ends mid-speech (default 0.3, 0 for
+   *  none): an utterance-level model reads a window cut mid-word much worse without it. */
+  trailingSilence?: number;
 }
 
 export interface Tensor { shape: number[]; data: Float32Array; }

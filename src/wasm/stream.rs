@@ -51,6 +51,7 @@ impl Stream {
             left_context_s: option_f64(options, "leftContext")?.map_or(d.left_context_s, |v| v as f32),
             hop_s: option_f64(options, "hop")?.map_or(d.hop_s, |v| v as f32),
             right_context_s: option_f64(options, "rightContext")?.map_or(d.right_context_s, |v| v as f32),
+            trailing_silence_s: option_f64(options, "trailingSilence")?.map_or(d.trailing_silence_s, |v| v as f32),
         };
         let engine = rec.engine();
         let tokenizer = engine
