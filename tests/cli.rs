@@ -97,6 +97,29 @@ fn transcribe_jsonl_has_the_documented_fields() {
 }
 
 #[test]
+fn transcribe_stream_is_the_offline_text_when_one_window_covers_the_clip() {
+    let m = model("ctc_group_both_shared");
+    let offline = sewd(&["transcribe", "--model", &m, &speech()]);
+    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
+    // A right context past the clip's end: the only window is the last, the whole clip.
+    let whole = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "30,1,30", &speech()]);
+    assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+    assert_eq!(whole.stdout, offline.stdout);
+    // The demo's windows: six windows and their seams, a different text from a random-weight model.
+    let streamed = sewd(&["transcribe", "--model", &m, "--stream", "--format", "jsonl", &speech()]);
+    assert!(streamed.status.success(), "{}", String::from_utf8_lossy(&streamed.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&streamed.stdout).unwrap();
+    assert!(!v["text"].as_str().unwrap().is_empty() && !v["words"].as_array().unwrap().is_empty(), "{v}");
+
+    let bad = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "4,0.5", &speech()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("LEFT,HOP,RIGHT[,SILENCE]"));
+    let bad = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "4,0.5,1,20", &speech()]);
+    assert_error(&bad, &["trailingSilence must be between 0 and 10 seconds"]);
+    let bad = sewd(&["transcribe", "--model", &m, "--windows", "4,0.5,1", &speech()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--stream"), "--windows needs --stream");
+}
+
+#[test]
 fn classify_prints_label_and_score() {
     let out = sewd(&["classify", "--model", &model("cls_weighted"), &speech()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -4,6 +4,8 @@
   python training/evaluate.py asr   # WER/CER of models/sewd-demo-en on training/data/asr_test
   python training/evaluate.py asr --val --model DIR   # on training/data/asr_val, to choose checkpoints
   python training/evaluate.py asr --by-rank   # also the word error by the word's frequency rank
+  python training/evaluate.py asr --stream    # streamed as the demo's microphone is (what streaming costs)
+  python training/evaluate.py asr --streams [--stream]   # continuous speech (make_data.py asr-streams)
   python training/evaluate.py kws   # accuracy of models/sewd-demo-kws on training/data/kws_test
 
 Runs e.g. `target/release/sewd transcribe --model models/sewd-demo-en --format jsonl FILES...`
@@ -41,13 +43,16 @@ def norm(t):
 
 def transcribe_heldout(a):
     """The ASR test (or, with a.val, validation) manifest and the CLI's transcript of each clip."""
-    test = DATA / ("asr_val" if a.val else "asr_test")
+    test = DATA / ("asr_streams" if a.streams else "asr_val" if a.val else "asr_test")
     if not (test / "manifest.jsonl").exists():
+        if a.streams:
+            sys.exit(f"{test / 'manifest.jsonl'} is missing: run `make_data.py asr-streams` first")
         sys.exit(f"{test / 'manifest.jsonl'} is missing: run `make_data.py asr --n-train 0"
                  f"{' --n-val 300' if a.val else ''}` first")
     man = [json.loads(l) for l in open(test / "manifest.jsonl")]
     files = [str(test / m["file"]) for m in man]
-    lines = run_cli([a.sewd, "transcribe", "--model", a.model or "models/sewd-demo-en", "--format", "jsonl", files])
+    stream = ["--stream"] if a.stream else []
+    lines = run_cli([a.sewd, "transcribe", "--model", a.model or "models/sewd-demo-en", "--format", "jsonl", *stream, files])
     hyps = {Path(json.loads(l)["file"]).name: json.loads(l)["text"] for l in lines}
     return man, hyps
 
@@ -112,7 +117,8 @@ def eval_asr(a):
         print(f"  REF {r}\n  HYP {h}")
     if a.by_rank:
         res.update(by_rank(man, hyps))
-    json.dump(res, open(DATA / ("asr_val_eval.json" if a.val else "asr_eval.json"), "w"), indent=1)
+    split = "_streams" if a.streams else "_val" if a.val else ""
+    json.dump(res, open(DATA / f"asr{split}{'_stream' if a.stream else ''}_eval.json", "w"), indent=1)
 
 
 def eval_kws(a):
@@ -153,7 +159,16 @@ if __name__ == "__main__":
                     help="asr: the validation set (make_data.py asr --n-val N), for choosing between checkpoints")
     ap.add_argument("--by-rank", action="store_true",
                     help="asr: also the word error by frequency rank of the word in the 8,000-word list")
+    ap.add_argument("--stream", action="store_true",
+                    help="asr: transcribe as the demo's microphone does (`sewd transcribe --stream`), to see what streaming costs")
+    ap.add_argument("--streams", action="store_true",
+                    help="asr: the 30 continuous-speech clips of `make_data.py asr-streams` (11 to 28 s, one voice each); "
+                    "with --stream, what streaming costs in steady state")
     a = ap.parse_args()
+    if a.streams and (a.val or a.task != "asr"):
+        ap.error("--streams: only for the asr task, and not with --val")
+    if a.stream and a.task != "asr":
+        ap.error("--stream: only for the asr task")
     if a.val and a.task != "asr":
         ap.error("--val: only the asr task has a validation set")
     if a.by_rank and a.task != "asr":

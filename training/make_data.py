@@ -277,9 +277,33 @@ def base_voice_probs(specs):
     return [w[b] / total for b in C.BASE_VOICES]
 
 
+def make_asr_streams(n_streams=30, per_stream=10):
+    """training/data/asr_streams/: continuous speech for the streaming evaluation
+    (`evaluate.py asr --streams`): stream k is one voice (that of validation clip
+    10k, at its rate and pitch) reading validation sentences 10k..10k+9 in one
+    espeak-ng call, with the sentence pauses espeak-ng makes; clean, no augmentation."""
+    val = DATA / "asr_val" / "manifest.jsonl"
+    if not val.exists():
+        sys.exit(f"{val} is missing: run `make_data.py asr --n-train 0 --n-val 300` first")
+    man = [json.loads(l) for l in open(val)]
+    if len(man) < n_streams * per_stream:
+        sys.exit(f"{val}: {len(man)} clips, the streams need {n_streams * per_stream}")
+    out = DATA / "asr_streams"
+    out.mkdir(exist_ok=True)
+    with open(out / "manifest.jsonl", "w") as f:
+        for k in range(n_streams):
+            ms = man[k * per_stream:(k + 1) * per_stream]
+            x = C.espeak(". ".join(m["text"] for m in ms) + ".", ms[0]["voice"], rate=ms[0]["rate"], pitch=ms[0]["pitch"])
+            name = f"stream_{k:02d}.wav"
+            C.write_wav(out / name, x)
+            f.write(json.dumps({"file": name, "text": " ".join(m["text"] for m in ms), "voice": ms[0]["voice"],
+                                "condition": "clean", "seconds": round(len(x) / C.SR, 2)}) + "\n")
+    print(f"asr-streams: {n_streams} streams -> {out}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("task", choices=["asr", "kws", "plan-asr", "plan-kws", "synth"])
+    ap.add_argument("task", choices=["asr", "asr-streams", "kws", "plan-asr", "plan-kws", "synth"])
     ap.add_argument("plan", nargs="?", help="synth: the plan file to synthesize")
     ap.add_argument("--n-train", type=count, default=10000)
     ap.add_argument("--n-test", type=count, default=300)
@@ -300,6 +324,8 @@ if __name__ == "__main__":
     DATA.mkdir(exist_ok=True)
     if a.task == "asr":
         make_asr(a.n_train, a.n_test, a.n_val)
+    elif a.task == "asr-streams":
+        make_asr_streams()
     elif a.task == "kws":
         make_kws(n_per_kw=400, n_unknown=1600, n_test_per_kw=40, n_test_unknown=80, n_test_silence=40)
     elif a.task == "synth":

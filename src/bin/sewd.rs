@@ -10,6 +10,8 @@ use sewd::backend::cpu::Cpu;
 use sewd::backend::Backend;
 use sewd::model::{ModelError, Options};
 use sewd::pipeline::{ModelFiles, Pipeline};
+use sewd::stream::{pipeline_logits, StreamOptions, StreamSession};
+use sewd::tokenizer::Transcript;
 
 mod bundled;
 mod serve;
@@ -53,6 +55,15 @@ enum Command {
         backend: BackendKind,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Transcribe as the demo page's microphone does: the audio arrives in 0.1 s pieces
+        /// and only the streamed (final) text is printed (windows of 4 s left context,
+        /// 0.5 s hop, 1 s right context, 0.3 s trailing silence).
+        #[arg(long)]
+        stream: bool,
+        /// With --stream: the windows' left context, hop and right context in seconds, and
+        /// optionally the silence appended to each window that ends mid-speech.
+        #[arg(long, value_name = "LEFT,HOP,RIGHT[,SILENCE]", value_parser = stream_windows, requires = "stream")]
+        windows: Option<StreamOptions>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -143,9 +154,10 @@ macro_rules! on_backend {
 
 fn run(command: Command) -> Res<()> {
     match command {
-        Command::Transcribe { model, backend, format, files } => {
+        Command::Transcribe { model, backend, format, stream, windows, files } => {
             let source = ModelSource::or_bundled(model, &bundled::DEMO_EN);
-            on_backend!(backend, |b| transcribe(b, &source, format, &files))
+            let stream = stream.then(|| windows.unwrap_or_default());
+            on_backend!(backend, |b| transcribe(b, &source, format, stream, &files))
         }
         Command::Classify { model, backend, files } => {
             let source = ModelSource::or_bundled(model, &bundled::DEMO_KWS);
@@ -211,13 +223,17 @@ fn read_audio(path: &Path) -> Res<audio::Audio> {
     audio::read_wav_file(path).map_err(|e| e.to_string())
 }
 
-fn transcribe<B: Backend>(backend: B, model: &ModelSource, format: Format, files: &[PathBuf]) -> Res<()> {
+fn transcribe<B: Backend>(backend: B, model: &ModelSource, format: Format, stream: Option<StreamOptions>, files: &[PathBuf]) -> Res<()> {
     let pipe = load(backend, model)?;
     pipe.ctc_tokenizer().map_err(|e| format!("{}: {e}", model.describe()))?;
     for file in files {
         let audio = read_audio(file)?;
         let seconds = audio.samples.len() as f64 / audio.sample_rate as f64;
-        let t = pipe.transcribe(audio).map_err(|e| format!("{}: {e}", file.display()))?;
+        let t = match stream {
+            Some(opts) => streamed(&pipe, audio, opts),
+            None => pipe.transcribe(audio),
+        };
+        let t = t.map_err(|e| format!("{}: {e}", file.display()))?;
         match format {
             Format::Text => println!("{}", t.text),
             Format::Jsonl => {
@@ -232,6 +248,31 @@ fn transcribe<B: Backend>(backend: B, model: &ModelSource, format: Format, files
         }
     }
     Ok(())
+}
+
+/// `--windows 4,0.5,1[,0.3]`: left context, hop, right context and trailing silence in seconds.
+fn stream_windows(s: &str) -> Result<StreamOptions, String> {
+    let v: Vec<f32> = s.split(',').map(|x| x.trim().parse::<f32>().map_err(|_| format!("{x:?} is not a number of seconds"))).collect::<Result<_, _>>()?;
+    let silence = StreamOptions::default().trailing_silence_s;
+    match v[..] {
+        [left_context_s, hop_s, right_context_s] => Ok(StreamOptions { left_context_s, hop_s, right_context_s, trailing_silence_s: silence }),
+        [left_context_s, hop_s, right_context_s, trailing_silence_s] => Ok(StreamOptions { left_context_s, hop_s, right_context_s, trailing_silence_s }),
+        _ => Err(format!("three or four numbers of seconds, LEFT,HOP,RIGHT[,SILENCE] (e.g. 4,0.5,1); got {}", v.len())),
+    }
+}
+
+/// The final text of a stream fed `audio` 0.1 s at a time.
+fn streamed<B: Backend>(pipe: &Pipeline<B>, audio: audio::Audio, opts: StreamOptions) -> sewd::Result<Transcript> {
+    let mut session = StreamSession::for_pipeline(pipe, opts)?;
+    let mut logits = pipeline_logits(pipe);
+    let mut words = Vec::new();
+    let piece = (audio.sample_rate as usize / 10).max(1);
+    for chunk in audio.samples.chunks(piece) {
+        words.extend(session.push(chunk, audio.sample_rate, &mut logits)?.into_iter().flat_map(|u| u.final_words));
+    }
+    words.extend(session.finish(&mut logits)?.into_iter().flat_map(|u| u.final_words));
+    let text = words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>().join(" ");
+    Ok(Transcript { text, words })
 }
 
 fn round3(x: f32) -> f64 {
