@@ -102,7 +102,7 @@ fn transcribe_stream_is_the_offline_text_when_one_window_covers_the_clip() {
     let offline = sewd(&["transcribe", "--model", &m, &speech()]);
     assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
     // A right context past the clip's end: the only window is the last, the whole clip.
-    let whole = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "30,1,30", &speech()]);
+    let whole = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "hop=1,right=30", &speech()]);
     assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
     assert_eq!(whole.stdout, offline.stdout);
     // The demo's windows: six windows and their seams, a different text from a random-weight model.
@@ -111,11 +111,11 @@ fn transcribe_stream_is_the_offline_text_when_one_window_covers_the_clip() {
     let v: serde_json::Value = serde_json::from_slice(&streamed.stdout).unwrap();
     assert!(!v["text"].as_str().unwrap().is_empty() && !v["words"].as_array().unwrap().is_empty(), "{v}");
 
-    let bad = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "4,0.5", &speech()]);
-    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("LEFT,HOP,RIGHT[,SILENCE]"));
-    let bad = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "4,0.5,1,20", &speech()]);
+    let bad = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "left=4,width=2", &speech()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("\"width\": not a stream option"));
+    let bad = sewd(&["transcribe", "--model", &m, "--stream", "--windows", "silence=20", &speech()]);
     assert_error(&bad, &["trailingSilence must be between 0 and 10 seconds"]);
-    let bad = sewd(&["transcribe", "--model", &m, "--windows", "4,0.5,1", &speech()]);
+    let bad = sewd(&["transcribe", "--model", &m, "--windows", "hop=1", &speech()]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--stream"), "--windows needs --stream");
 }
 

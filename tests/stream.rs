@@ -203,6 +203,49 @@ fn trailing_silence_is_never_committed_or_shown() {
     assert!(!w.last && w.samples.len() > 4800 && w.samples[w.samples.len() - 4800..].iter().all(|&v| v == 0.0));
 }
 
+/// Until a window can span `min_window_s` of audio the stream shows partial
+/// text only; the first committing window then commits everything up to its
+/// right context, and the previews change no final text.
+#[test]
+fn short_windows_give_partials_until_the_minimum() {
+    let p = fixture_pipeline();
+    let a = clip("speech_16s.wav");
+    let opts = StreamOptions { min_window_s: 3.0, ..Default::default() };
+    let mut s = StreamSession::for_pipeline(&p, opts).unwrap();
+    let mut logits = pipeline_logits(&p);
+    let mut got = Collected::default();
+    let mut partials = Vec::new(); // (seconds pushed, partial text)
+    let mut first_commit = None; // (seconds pushed, seconds committed)
+    for (k, c) in a.samples.chunks(1600).enumerate() {
+        let pushed = (k + 1) as f64 * 0.1;
+        let u = s.push(c, 16_000, &mut logits).unwrap();
+        if first_commit.is_none() {
+            if s.committed_seconds() > 0.0 {
+                first_commit = Some((pushed, s.committed_seconds()));
+            } else {
+                partials.extend(u.iter().map(|u| (pushed, u.partial.clone())));
+            }
+        }
+        got.take(u);
+    }
+    got.take(s.finish(&mut logits).unwrap());
+    let (at, committed) = first_commit.expect("frames committed before the end");
+    assert!((3.0..3.15).contains(&at), "the first commit came after {at} s of audio, not once 3 s had arrived");
+    // 3 s of window less 1 s of right context.
+    assert!((committed - 2.0).abs() < 0.05, "the first window committed {committed} s");
+    assert!(partials.len() >= 3 && partials.iter().all(|(_, t)| !t.is_empty()), "a partial per hop before 3 s: {partials:?}");
+    assert!(partials[0].0 <= 1.6, "the first partial came after {} s", partials[0].0);
+
+    // Run late (every window at finish, so no previews): the same final text and word times.
+    let mut s = StreamSession::for_pipeline(&p, opts).unwrap();
+    let mut late = Collected::default();
+    s.push_audio(&a.samples, 16_000).unwrap();
+    late.take(s.finish(pipeline_logits(&p)).unwrap());
+    assert!(!late.text().is_empty());
+    assert_eq!(late.text(), got.text(), "previews must not change the final text");
+    assert_eq!(late.words, got.words);
+}
+
 #[test]
 fn fixture_model_stream_vs_offline() {
     let p = fixture_pipeline();
@@ -350,6 +393,9 @@ fn bad_pushes_and_short_sessions() {
     let bad = StreamOptions { trailing_silence_s: 20.0, ..Default::default() };
     let e = StreamSession::for_pipeline(&p, bad).unwrap_err().to_string();
     assert!(e.contains("trailingSilence must be between 0 and 10 seconds, got 20"), "{e}");
+    let bad = StreamOptions { min_window_s: -1.0, ..Default::default() };
+    let e = StreamSession::for_pipeline(&p, bad).unwrap_err().to_string();
+    assert!(e.contains("minWindow must be between 0 and 600 seconds, got -1"), "{e}");
 
     // A classifier cannot stream.
     let c: Pipeline<Cpu> = Pipeline::load_dir(Cpu, &fixtures().join("cls_mean")).unwrap();

@@ -56,13 +56,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// Transcribe as the demo page's microphone does: the audio arrives in 0.1 s pieces
-        /// and only the streamed (final) text is printed (windows of 4 s left context,
-        /// 0.5 s hop, 1 s right context, 0.3 s trailing silence).
+        /// and only the streamed (final) text is printed (see --windows).
         #[arg(long)]
         stream: bool,
-        /// With --stream: the windows' left context, hop and right context in seconds, and
-        /// optionally the silence appended to each window that ends mid-speech.
-        #[arg(long, value_name = "LEFT,HOP,RIGHT[,SILENCE]", value_parser = stream_windows, requires = "stream")]
+        /// With --stream: seconds of left context, hop, right context, the silence appended to
+        /// windows that end mid-speech, and the least audio a window commits on, as any of
+        /// left=4,hop=0.5,right=1,silence=0.3,min=3 (the defaults).
+        #[arg(long, value_name = "KEY=SECONDS,...", value_parser = stream_windows, requires = "stream")]
         windows: Option<StreamOptions>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -250,15 +250,22 @@ fn transcribe<B: Backend>(backend: B, model: &ModelSource, format: Format, strea
     Ok(())
 }
 
-/// `--windows 4,0.5,1[,0.3]`: left context, hop, right context and trailing silence in seconds.
+/// `--windows left=4,hop=0.5`: stream options by name, in seconds; the others keep their defaults.
 fn stream_windows(s: &str) -> Result<StreamOptions, String> {
-    let v: Vec<f32> = s.split(',').map(|x| x.trim().parse::<f32>().map_err(|_| format!("{x:?} is not a number of seconds"))).collect::<Result<_, _>>()?;
-    let silence = StreamOptions::default().trailing_silence_s;
-    match v[..] {
-        [left_context_s, hop_s, right_context_s] => Ok(StreamOptions { left_context_s, hop_s, right_context_s, trailing_silence_s: silence }),
-        [left_context_s, hop_s, right_context_s, trailing_silence_s] => Ok(StreamOptions { left_context_s, hop_s, right_context_s, trailing_silence_s }),
-        _ => Err(format!("three or four numbers of seconds, LEFT,HOP,RIGHT[,SILENCE] (e.g. 4,0.5,1); got {}", v.len())),
+    let mut o = StreamOptions::default();
+    for pair in s.split(',') {
+        let (key, value) = pair.split_once('=').ok_or_else(|| format!("{pair:?}: expected KEY=SECONDS, e.g. right=2"))?;
+        let v: f32 = value.trim().parse().map_err(|_| format!("{key}={value}: {value:?} is not a number of seconds"))?;
+        match key.trim() {
+            "left" => o.left_context_s = v,
+            "hop" => o.hop_s = v,
+            "right" => o.right_context_s = v,
+            "silence" => o.trailing_silence_s = v,
+            "min" => o.min_window_s = v,
+            k => return Err(format!("{k:?}: not a stream option (left, hop, right, silence, min)")),
+        }
     }
+    Ok(o)
 }
 
 /// The final text of a stream fed `audio` 0.1 s at a time.

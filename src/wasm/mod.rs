@@ -87,6 +87,9 @@ export interface StreamOptions {
   /** Seconds of silence appended to each window that ends mid-speech (default 0.3, 0 for
    *  none): an utterance-level model reads a window cut mid-word much worse without it. */
   trailingSilence?: number;
+  /** Seconds a window must span before its text becomes final (default 3, 0 for none): at the
+   *  start of a stream shorter windows give partial text only, since they read worse. */
+  minWindow?: number;
 }
 
 export interface Tensor { shape: number[]; data: Float32Array; }

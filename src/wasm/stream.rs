@@ -52,6 +52,7 @@ impl Stream {
             hop_s: option_f64(options, "hop")?.map_or(d.hop_s, |v| v as f32),
             right_context_s: option_f64(options, "rightContext")?.map_or(d.right_context_s, |v| v as f32),
             trailing_silence_s: option_f64(options, "trailingSilence")?.map_or(d.trailing_silence_s, |v| v as f32),
+            min_window_s: option_f64(options, "minWindow")?.map_or(d.min_window_s, |v| v as f32),
         };
         let engine = rec.engine();
         let tokenizer = engine
