@@ -5,7 +5,8 @@
 // * a file upload gives exactly the transcript `sewd transcribe` prints for
 //   the same clip (same samples in, same model, same decoding), on the
 //   threaded wasm module with one thread per core and, with ?threads=1, on
-//   the single-threaded one; a bad ?threads value fails the load by name;
+//   the single-threaded one, which a page served without COOP/COEP also
+//   gets (and says why); a bad ?threads value fails the load by name;
 // * the backend badge shows WebGPU when asked for (headless Chromium's
 //   SwiftShader adapter), and "auto" takes the CPU over that software adapter;
 // * the microphone path (Chromium's fake device playing the clip in a loop,
@@ -292,6 +293,43 @@ test("?threads=1 runs the single-threaded module, with the same transcript", asy
     await waitForData(page, "fileDone", "1");
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
   });
+});
+
+/** The repository root over plain HTTP without COOP/COEP (a host that does not isolate the page). */
+async function plainServer() {
+  const http = await import("node:http");
+  const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".css": "text/css" };
+  const srv = http.createServer((req, res) => {
+    // As `sewd serve` does, /fixtures/ is tests/fixtures/.
+    const rel = path.posix.normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^\/fixtures\//, "/tests/fixtures/");
+    const file = path.join(ROOT, rel);
+    if (!file.startsWith(ROOT + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      res.writeHead(404);
+      return res.end();
+    }
+    res.writeHead(200, { "Content-Type": types[path.extname(file)] || "application/octet-stream" });
+    fs.createReadStream(file).pipe(res);
+  });
+  await new Promise((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${srv.address().port}`, close: () => srv.close() };
+}
+
+test("a page without COOP/COEP runs the single-threaded module and says why", async () => {
+  const plain = await plainServer();
+  const { page, log, close } = await launch();
+  try {
+    await page.goto(`${plain.url}/www/index.html?model=${encodeURIComponent(MODEL.url)}&backend=cpu`);
+    await waitForStatus(page, /^(Ready|Could not load)/, 120_000);
+    assert.match(await page.getByTestId("status").textContent(), /^Ready: .* on CPU, 1 thread /, log.join("\n"));
+    assert.equal(await page.getByTestId("backend").getAttribute("data-threads"), "1");
+    assert.match(await page.locator("#messages").textContent(), /one thread: the page is not cross-origin isolated/);
+    await page.getByTestId("file-input").setInputFiles(MODEL.clip);
+    await waitForData(page, "fileDone", "1");
+    assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
+  } finally {
+    await close();
+    plain.close();
+  }
 });
 
 test("a bad ?threads value fails the load with a message naming it", async () => {
