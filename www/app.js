@@ -164,8 +164,8 @@ async function loadModel(slot, source) {
     setStatus(`Ready: ${source.name} on ${on} (loaded in ${secs} s).`);
     if (slot === "asr") showBackend(info);
     clearMessage("threads");
-    if (info.backend === "cpu" && info.threads === 1 && (navigator.hardwareConcurrency || 1) > 1 && !params.has("threads")) {
-      showMessage("info", `The CPU backend runs on one thread: ${info.threadsWhy}.`, "threads");
+    if (info.backend === "cpu" && info.threads < info.threadsAsked) {
+      showMessage("info", `The CPU backend runs on one thread, not ${info.threadsAsked}: ${info.threadsWhy}.`, "threads");
     }
     if (info.backend === "cpu" && backend === "auto" && info.gpu.startsWith("software")) {
       showMessage("info", `This browser's WebGPU has no GPU behind it (${info.gpu.slice(10)}, a software fallback), which is slower than the CPU path, so the model runs on the CPU. Choose WebGPU in the backend menu to use it anyway.`, "webgpu");

@@ -14,7 +14,13 @@ let sewd = null;
 // its own), else one per core up to MAX_THREADS. More than one needs the
 // threaded module, which needs a cross-origin isolated page (shared memory).
 const MAX_THREADS = 8;
-const cpu = { threads: 1, why: null }; // why: how the count was chosen
+const MAX_ASKED_THREADS = 64;
+// wasm-bindgen-rayon waits for every pool worker to report ready and has no
+// error path: a worker that never starts (a CSP refusing blob: workers, out
+// of memory) would hang the load, so the pool gets this long before the
+// single-threaded module is used instead.
+const POOL_START_MS = 20_000;
+const cpu = { threads: 1, asked: 1, why: null }; // why: how the count was chosen
 const models = { asr: null, kws: null }; // slot -> Recognizer
 let mic = null; // the latest microphone session, see startStream
 
@@ -50,30 +56,49 @@ function wantedThreads() {
   const asked = new URL(self.location.href).searchParams.get("threads");
   if (asked !== null) {
     const n = Number(asked);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`threads=${asked}: a whole number of threads, at least 1`);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_ASKED_THREADS) {
+      throw new Error(`threads=${asked}: a whole number of threads from 1 to ${MAX_ASKED_THREADS}`);
+    }
     return { n, why: "asked for" };
   }
   const cores = self.navigator?.hardwareConcurrency || 1;
   return { n: Math.min(cores, MAX_THREADS), why: cores > MAX_THREADS ? `${cores} cores, at most ${MAX_THREADS} threads` : "one per core" };
 }
 
-async function api() {
-  if (sewd) return sewd;
+// Messages are handled concurrently (a keyword model may load while the
+// speech model does): every caller shares one start of the module and pool.
+let starting = null;
+function api() {
+  starting ??= start().catch((err) => {
+    starting = null; // a later call may try again
+    throw err;
+  });
+  return starting;
+}
+
+function withinPoolStart(promise, n) {
+  let timer;
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`its ${n} workers did not start within ${POOL_START_MS / 1000} s`)), POOL_START_MS);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+async function start() {
   const want = wantedThreads();
+  let why = want.why;
   if (want.n > 1 && !self.crossOriginIsolated) {
-    want.n = 1;
-    want.why = "the page is not cross-origin isolated (it needs the COOP and COEP headers), so no shared memory";
-  }
-  if (want.n > 1) {
+    why = "the page is not cross-origin isolated (it needs the COOP and COEP headers), so no shared memory";
+  } else if (want.n > 1) {
     try {
       const mod = await import(PKG_THREADS);
       await mod.default();
-      await mod.initThreadPool(want.n);
-      Object.assign(cpu, { threads: want.n, why: want.why });
+      await withinPoolStart(mod.initThreadPool(want.n), want.n);
+      Object.assign(cpu, { threads: want.n, asked: want.n, why });
       return (sewd = mod);
     } catch (err) {
       // A browser without wasm threads, or a build without pkg/threads/: one thread works everywhere.
-      want.why = `the threaded module failed (${err?.message || err})`;
+      why = `the threaded module failed (${err?.message || err})`;
     }
   }
   let mod;
@@ -83,7 +108,7 @@ async function api() {
     throw new Error(`could not load the wasm package (${PKG}): ${err?.message || err}. Build it with \`make pkg\`.`);
   }
   await mod.default();
-  Object.assign(cpu, { threads: 1, why: want.why });
+  Object.assign(cpu, { threads: 1, asked: want.n, why });
   return (sewd = mod);
 }
 
@@ -153,7 +178,7 @@ async function load({ slot, source, backend }) {
   const old = models[slot];
   models[slot] = rec;
   retire(old);
-  return { backend: rec.backend, gpu, threads: cpu.threads, threadsWhy: cpu.why };
+  return { backend: rec.backend, gpu, threads: cpu.threads, threadsAsked: cpu.asked, threadsWhy: cpu.why };
 }
 
 function need(slot) {
