@@ -46,6 +46,8 @@ optimize() {
     ls -l "$dir/sewd_bg.wasm"
 }
 
+# A failed build below must not leave an older threaded module beside the new one.
+rm -rf pkg/threads
 wasm-pack build --target web --release --no-opt --out-dir pkg --out-name sewd
 optimize pkg
 
@@ -61,7 +63,6 @@ for arg in --shared-memory --max-memory=4294967296 --import-memory \
 done
 RUSTFLAGS="$THREAD_RUSTFLAGS" cargo "+$NIGHTLY" build --release --lib --no-default-features --features threads \
     --target wasm32-unknown-unknown -Z build-std=panic_abort,std --target-dir target/wasm-threads
-rm -rf pkg/threads
 wasm-bindgen --target web --out-dir pkg/threads --out-name sewd \
     target/wasm-threads/wasm32-unknown-unknown/release/sewd.wasm
 optimize pkg/threads --enable-threads

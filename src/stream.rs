@@ -36,15 +36,16 @@
 //!   doubles and drops letters seconds before it). So a short silence
 //!   (default 0.3 s of zeros, after normalization) is appended to those
 //!   windows, making the cut look like the end of an utterance; its frames are
-//!   never committed or shown. On 30 held-out streams of 11 to 28 s of
-//!   continuous espeak-ng speech the bundled model's streamed WER fell from
-//!   52.9% to 19.6% with it (offline: 16.9%; 0.25 s gave 20.8%, 0.5 s 36.3%).
+//!   never committed or shown. On 30 streams of 11 to 28 s of continuous
+//!   espeak-ng speech made from validation sentences (the set the 0.3 s was
+//!   chosen on) the bundled model's streamed WER fell from 52.9% to 19.6%
+//!   with it (offline: 16.9%; 0.25 s gave 20.8%, 0.5 s 36.3%).
 //! * **Short windows** read worse: a 1.5 s window holds too little of the
 //!   utterance. So a window commits only once it spans `min_window_s` of
 //!   audio (default 3 s): at the start of a stream the first final text
-//!   covers the first 2 s and comes after 3 s, and until then windows over
-//!   all the audio so far give partial text only, one per hop. On the 300
-//!   short validation clips (2.2 s on average, mostly a stream's first
+//!   covers the first 2 s and comes after 3 s, and from 1.5 s (hop and right
+//!   context) until then windows over all the audio so far give partial text
+//!   only, one per hop. On the 300 short validation clips (2.2 s on average, mostly a stream's first
 //!   seconds) the bundled model's streamed WER fell from 32.1% to 26.8% (4 s:
 //!   24.4%; offline 23.2%); on continuous speech it changed little (19.6% to
 //!   19.2%).
@@ -92,6 +93,11 @@ pub struct StreamOptions {
     /// module docs). 0 turns it off.
     pub min_window_s: f32,
 }
+
+/// The largest context, hop or minimum window accepted, in seconds.
+pub const MAX_WINDOW_S: f32 = 600.0;
+/// The most trailing silence accepted, in seconds.
+pub const MAX_TRAILING_SILENCE_S: f32 = 10.0;
 
 impl Default for StreamOptions {
     fn default() -> Self {
@@ -461,11 +467,11 @@ impl StreamSession {
             return Err(input_err("stream: the model has a zero frame size or sample rate".into()));
         }
         for (name, v, max) in [
-            ("leftContext", opts.left_context_s, 600.0),
-            ("hop", opts.hop_s, 600.0),
-            ("rightContext", opts.right_context_s, 600.0),
-            ("trailingSilence", opts.trailing_silence_s, 10.0),
-            ("minWindow", opts.min_window_s, 600.0),
+            ("leftContext", opts.left_context_s, MAX_WINDOW_S),
+            ("hop", opts.hop_s, MAX_WINDOW_S),
+            ("rightContext", opts.right_context_s, MAX_WINDOW_S),
+            ("trailingSilence", opts.trailing_silence_s, MAX_TRAILING_SILENCE_S),
+            ("minWindow", opts.min_window_s, MAX_WINDOW_S),
         ] {
             if !(0.0..=max).contains(&v) {
                 return Err(input_err(format!("stream: {name} must be between 0 and {max} seconds, got {v}")));
@@ -633,9 +639,9 @@ impl StreamSession {
         } else if self.ended {
             (total, true, false)
         } else if total >= hop_end && total >= self.previewed_to + self.hop_frames * spf {
-            // Too short to commit: partial text from all the audio so far, once per hop.
-            self.previewed_to = total / spf * spf;
-            (self.previewed_to, false, true)
+            // Too short to commit: partial text from all the audio so far, once per hop
+            // (`accept` advances previewed_to, so an abandoned preview runs again).
+            (total / spf * spf, false, true)
         } else {
             return None;
         };
@@ -693,6 +699,9 @@ impl StreamSession {
             self.decoder.feed(&self.kinds, f, id, self.seconds_per_frame, &mut final_words);
         }
         self.committed = commit_to;
+        if window.preview {
+            self.previewed_to = window.audio_end_frame * spf;
+        }
         let partial = if window.last {
             self.decoder.end_word(self.seconds_per_frame, &mut final_words);
             self.done = true;

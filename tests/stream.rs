@@ -244,6 +244,14 @@ fn short_windows_give_partials_until_the_minimum() {
     assert!(!late.text().is_empty());
     assert_eq!(late.text(), got.text(), "previews must not change the final text");
     assert_eq!(late.words, got.words);
+
+    // A preview whose model run failed is handed out again.
+    let mut s = StreamSession::for_pipeline(&p, opts).unwrap();
+    s.push_audio(&a.samples[..24_000], 16_000).unwrap();
+    let w = s.next_window().expect("a preview at 1.5 s");
+    let len = w.samples.len();
+    s.abandon(w);
+    assert_eq!(s.next_window().map(|w| w.samples.len()), Some(len), "the abandoned preview comes back");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use sewd::backend::cpu::Cpu;
 use sewd::backend::Backend;
 use sewd::model::{ModelError, Options};
 use sewd::pipeline::{ModelFiles, Pipeline};
-use sewd::stream::{pipeline_logits, StreamOptions, StreamSession};
+use sewd::stream::{pipeline_logits, StreamOptions, StreamSession, MAX_TRAILING_SILENCE_S, MAX_WINDOW_S};
 use sewd::tokenizer::Transcript;
 
 mod bundled;
@@ -256,14 +256,18 @@ fn stream_windows(s: &str) -> Result<StreamOptions, String> {
     for pair in s.split(',') {
         let (key, value) = pair.split_once('=').ok_or_else(|| format!("{pair:?}: expected KEY=SECONDS, e.g. right=2"))?;
         let v: f32 = value.trim().parse().map_err(|_| format!("{key}={value}: {value:?} is not a number of seconds"))?;
-        match key.trim() {
-            "left" => o.left_context_s = v,
-            "hop" => o.hop_s = v,
-            "right" => o.right_context_s = v,
-            "silence" => o.trailing_silence_s = v,
-            "min" => o.min_window_s = v,
+        let (field, max) = match key.trim() {
+            "left" => (&mut o.left_context_s, MAX_WINDOW_S),
+            "hop" => (&mut o.hop_s, MAX_WINDOW_S),
+            "right" => (&mut o.right_context_s, MAX_WINDOW_S),
+            "silence" => (&mut o.trailing_silence_s, MAX_TRAILING_SILENCE_S),
+            "min" => (&mut o.min_window_s, MAX_WINDOW_S),
             k => return Err(format!("{k:?}: not a stream option (left, hop, right, silence, min)")),
+        };
+        if !(0.0..=max).contains(&v) {
+            return Err(format!("{key}={value}: must be between 0 and {max} seconds"));
         }
+        *field = v;
     }
     Ok(o)
 }
