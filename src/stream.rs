@@ -39,7 +39,10 @@
 //!   never committed or shown. On 30 streams of 11 to 28 s of continuous
 //!   espeak-ng speech made from validation sentences (the set the 0.3 s was
 //!   chosen on) the bundled model's streamed WER fell from 52.9% to 19.6%
-//!   with it (offline: 16.9%; 0.25 s gave 20.8%, 0.5 s 36.3%).
+//!   with it (offline: 16.9%; 0.25 s gave 20.8%, 0.5 s 36.3%). The optimum
+//!   is sharp and belongs to the model (two other models of the same
+//!   training recipe also streamed best at 0.3 s): other checkpoints may
+//!   want another `trailing_silence_s`.
 //! * **Short windows** read worse: a 1.5 s window holds too little of the
 //!   utterance. So a window commits only once it spans `min_window_s` of
 //!   audio (default 3 s): at the start of a stream the first final text
