@@ -9,7 +9,6 @@
 
 const PKG = new URL("../pkg/sewd.js", import.meta.url).href;
 const PKG_THREADS = new URL("../pkg/threads/sewd.js", import.meta.url).href;
-let sewd = null;
 // The CPU backend's threads: ?threads=N on this worker's URL (the page passes
 // its own), else one per core up to MAX_THREADS. More than one needs the
 // threaded module, which needs a cross-origin isolated page (shared memory).
@@ -95,7 +94,7 @@ async function start() {
       await mod.default();
       await withinPoolStart(mod.initThreadPool(want.n), want.n);
       Object.assign(cpu, { threads: want.n, asked: want.n, why });
-      return (sewd = mod);
+      return mod;
     } catch (err) {
       // A browser without wasm threads, or a build without pkg/threads/: one thread works everywhere.
       why = `the threaded module failed (${err?.message || err})`;
@@ -109,7 +108,7 @@ async function start() {
   }
   await mod.default();
   Object.assign(cpu, { threads: 1, asked: want.n, why });
-  return (sewd = mod);
+  return mod;
 }
 
 async function webgpuState() {
