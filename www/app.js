@@ -197,6 +197,7 @@ function showBackend(info) {
   el.textContent = label(info.backend);
   el.dataset.backend = info.backend;
   el.dataset.threads = info.backend === "cpu" ? String(info.threads) : "";
+  el.dataset.wasm = info.wasm; // which module runs: "threads" (pkg/threads/) or "single" (pkg/)
   el.title = info.backend === "webgpu" ? "Running on the GPU through WebGPU" : `Running on the CPU (WebAssembly, ${threadsText(info)}: ${info.threadsWhy})`;
 }
 

@@ -19,7 +19,7 @@ const MAX_ASKED_THREADS = 64;
 // of memory) would hang the load, so the pool gets this long before the
 // single-threaded module is used instead.
 const POOL_START_MS = 20_000;
-const cpu = { threads: 1, asked: 1, why: null }; // why: how the count was chosen
+const cpu = { threads: 1, asked: 1, why: null, module: null }; // why: how the count was chosen
 const models = { asr: null, kws: null }; // slot -> Recognizer
 let mic = null; // the latest microphone session, see startStream
 
@@ -93,7 +93,7 @@ async function start() {
       const mod = await import(PKG_THREADS);
       await mod.default();
       await withinPoolStart(mod.initThreadPool(want.n), want.n);
-      Object.assign(cpu, { threads: want.n, asked: want.n, why });
+      Object.assign(cpu, { threads: want.n, asked: want.n, why, module: "threads" });
       return mod;
     } catch (err) {
       // A browser without wasm threads, or a build without pkg/threads/: one thread works everywhere.
@@ -107,7 +107,7 @@ async function start() {
     throw new Error(`could not load the wasm package (${PKG}): ${err?.message || err}. Build it with \`make pkg\`.`);
   }
   await mod.default();
-  Object.assign(cpu, { threads: 1, asked: want.n, why });
+  Object.assign(cpu, { threads: 1, asked: want.n, why, module: "single" });
   return mod;
 }
 
@@ -177,7 +177,7 @@ async function load({ slot, source, backend }) {
   const old = models[slot];
   models[slot] = rec;
   retire(old);
-  return { backend: rec.backend, gpu, threads: cpu.threads, threadsAsked: cpu.asked, threadsWhy: cpu.why };
+  return { backend: rec.backend, gpu, threads: cpu.threads, threadsAsked: cpu.asked, threadsWhy: cpu.why, wasm: cpu.module };
 }
 
 function need(slot) {

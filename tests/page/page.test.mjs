@@ -277,6 +277,7 @@ test("file upload on the CPU backend gives exactly the CLI transcript, on one th
     assert.ok(cores > 1, `the page test needs at least two cores to check the threads, Chromium reports ${cores}`);
     const badge = page.getByTestId("backend");
     assert.equal(await badge.getAttribute("data-threads"), String(Math.min(cores, 8)), `${await badge.getAttribute("title")}\n${log.join("\n")}`);
+    assert.equal(await badge.getAttribute("data-wasm"), "threads");
     assert.match(await page.getByTestId("status").textContent(), new RegExp(`on CPU, ${Math.min(cores, 8)} threads`));
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await waitForData(page, "fileDone", "1");
@@ -289,6 +290,7 @@ test("file upload on the CPU backend gives exactly the CLI transcript, on one th
 test("?threads=1 runs the single-threaded module, with the same transcript", async () => {
   await withDemo("&backend=cpu&threads=1", async (page, log) => {
     assert.equal(await page.getByTestId("backend").getAttribute("data-threads"), "1");
+    assert.equal(await page.getByTestId("backend").getAttribute("data-wasm"), "single");
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await waitForData(page, "fileDone", "1");
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
@@ -322,6 +324,7 @@ test("a page without COOP/COEP runs the single-threaded module and says why", as
     await waitForStatus(page, /^(Ready|Could not load)/, 120_000);
     assert.match(await page.getByTestId("status").textContent(), /^Ready: .* on CPU, 1 thread /, log.join("\n"));
     assert.equal(await page.getByTestId("backend").getAttribute("data-threads"), "1");
+    assert.equal(await page.getByTestId("backend").getAttribute("data-wasm"), "single");
     assert.match(await page.locator("#messages").textContent(), /one thread, not \d+: the page is not cross-origin isolated/);
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await waitForData(page, "fileDone", "1");
