@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs the browser tests (tests/wasm_*.rs) in headless Chromium: starts the
-# fixture server, runs `cargo test` for wasm32 through wasm-bindgen-test-runner
-# (see .cargo/config.toml and webdriver.json), stops the server.
+# Runs the browser tests (tests/wasm_*.rs and the library's wasm-only unit
+# tests) in headless Chromium: starts the fixture server, runs `cargo test` for
+# wasm32 through wasm-bindgen-test-runner (see .cargo/config.toml and
+# webdriver.json), stops the server. Then the unit tests again as the relaxed
+# SIMD build compiles them (src/backend/cpu/wasm_gemm.rs), in the target
+# directory of that build (scripts/build_pkg.sh).
 #
-#   scripts/test_wasm.sh                 # every tests/wasm_*.rs
+#   scripts/test_wasm.sh                 # all of the above
 #   scripts/test_wasm.sh --test wasm_load
 #
 # Needs: rustup target wasm32-unknown-unknown, wasm-bindgen-cli matching
@@ -33,5 +36,10 @@ for _ in $(seq 50); do
 done
 curl -sf "$SEWD_FIXTURE_SERVER/count" >/dev/null || { echo "test_wasm: fixture server did not start"; cat /tmp/sewd-fixture-server.log; exit 1; }
 
-if [ $# -eq 0 ]; then set -- --test 'wasm_*'; fi
-cargo test --release --target wasm32-unknown-unknown --no-default-features "$@"
+if [ $# -gt 0 ]; then
+    cargo test --release --target wasm32-unknown-unknown --no-default-features "$@"
+    exit
+fi
+cargo test --release --target wasm32-unknown-unknown --no-default-features --lib --test 'wasm_*'
+RUSTFLAGS="-C target-feature=+simd128 -C target-feature=+relaxed-simd" cargo test --release \
+    --target wasm32-unknown-unknown --no-default-features --lib --target-dir target/wasm-relaxed

@@ -1,4 +1,5 @@
-//! Strided f32 matrix multiply on top of the `gemm` crate.
+//! Strided f32 matrix multiply: the `gemm` crate natively, our own SIMD kernel on wasm
+//! (`wasm_gemm`), where the crate's has no fused multiply-add.
 
 /// A read-only matrix view: element (r, c) is at `data[offset + r*rs + c*cs]`.
 #[derive(Clone, Copy)]
@@ -56,10 +57,22 @@ pub fn matmul(
         }
         return;
     }
-    let par = parallelism(parallel && m * n * k >= 1 << 18);
-    // SAFETY: every index the kernel touches was bounds-checked above through
+    // SAFETY (both): every index the kernel touches was bounds-checked above through
     // the views' extents and the destination extent; `dst` is exclusively borrowed.
+    #[cfg(target_arch = "wasm32")]
     unsafe {
+        use super::wasm_gemm::{gemm, Operand, Output};
+        let operand = |v: View| Operand { ptr: v.data.as_ptr().add(v.offset), rs: v.rs, cs: v.cs };
+        let out = Output { ptr: dst.as_mut_ptr().add(dst_offset), ld: ldd };
+        gemm(m, n, k, out, accumulate, operand(a), operand(b), scale, parallel);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    unsafe {
+        let par = if parallel && m * n * k >= 1 << 18 && rayon::current_num_threads() > 1 {
+            gemm::Parallelism::Rayon(rayon::current_num_threads())
+        } else {
+            gemm::Parallelism::None
+        };
         gemm::gemm(
             m,
             n,
@@ -82,20 +95,6 @@ pub fn matmul(
             par,
         );
     }
-}
-
-#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-fn parallelism(parallel: bool) -> gemm::Parallelism {
-    if parallel && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    }
-}
-
-#[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-fn parallelism(_parallel: bool) -> gemm::Parallelism {
-    gemm::Parallelism::None
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ mod kernels;
 mod matmul;
 mod par;
 mod pool;
+#[cfg(target_arch = "wasm32")]
+mod wasm_gemm;
 
 use super::{check_weight, conv_weight_as_gemm, shape_err, AttentionSpec, Backend, BackendError, ConvSpec};
 use crate::config::Activation;
