@@ -18,13 +18,14 @@ test-rust:
 test-wasm-build:
 	cargo build --release --lib --target wasm32-unknown-unknown
 
-# The browser tests (tests/wasm_*.rs): wasm-bindgen-test in headless Chromium,
-# CPU and WebGPU (SwiftShader), against the fixture server.
+# The browser tests (tests/wasm_*.rs, and the wasm GEMM's unit tests in both
+# its builds): wasm-bindgen-test in headless Chromium, CPU and WebGPU
+# (SwiftShader), against the fixture server.
 test-wasm:
 	scripts/test_wasm.sh
 
 # The npm package `sewd` (pkg/): the single-threaded module and, in pkg/threads/,
-# the one with Web Worker threads (see the script).
+# the one with Web Worker threads, each also built with relaxed SIMD (see the script).
 pkg:
 	scripts/build_pkg.sh
 

@@ -2,7 +2,8 @@
 // The same forward pass, side by side in one run: the native CPU backend
 // (`sewd bench`, all cores and one thread), the wasm package (pkg/) in
 // headless Debian Chromium on its CPU backend (one thread, and the threaded
-// module pkg/threads/ on all cores in a Worker) and on WebGPU, and the peer,
+// module pkg/threads/ on all cores in a Worker; each as the relaxed SIMD build
+// that init() picks in Chromium and as the plain one) and on WebGPU, and the peer,
 // onnxruntime-web's wasm backend on the same model exported to ONNX
 // (bench/export_onnx.py), with one thread and with all cores.
 //
@@ -32,7 +33,8 @@
 // checked against sewd's forward() before any time is reported.
 //
 // Prints a table, then one JSON line: native_ms, native_1thread_ms,
-// wasm_cpu_ms, wasm_threads_ms, webgpu_ms, ort_wasm_1thread_ms, ort_wasm_threads_ms, the
+// wasm_cpu_ms, wasm_threads_ms (relaxed SIMD), wasm_cpu_plain_ms, wasm_threads_plain_ms,
+// webgpu_ms, ort_wasm_1thread_ms, ort_wasm_threads_ms, the
 // ratios, the logits' agreement, the .wasm sizes and the WebGPU adapter.
 
 import { spawn } from "node:child_process";
@@ -182,16 +184,18 @@ const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <title>sewd browser bench</title>
 <script type="module">
-  import init, { Recognizer } from "/pkg/sewd.js";
+  import init, { Recognizer, wasmFeatures } from "/pkg/sewd.js";
   const state = { rec: null, samples: null, rate: 0 };
+  // "plain" or "relaxed": that build of a module; undefined: the one init() picks.
+  const WASM_FILE = { plain: "sewd_bg.wasm", relaxed: "sewd_relaxed_bg.wasm" };
   window.bench = {
-    async setup() {
-      await init();
+    async setup(simd) {
+      await init(simd && { module_or_path: "/pkg/" + WASM_FILE[simd] });
       const r = await fetch("/__bench__/audio.f32");
       if (!r.ok) throw new Error("audio: HTTP " + r.status);
       state.samples = new Float32Array(await r.arrayBuffer());
       state.rate = Number(r.headers.get("x-sample-rate"));
-      return { crossOriginIsolated: self.crossOriginIsolated, webgpu: !!navigator.gpu, userAgent: navigator.userAgent };
+      return { crossOriginIsolated: self.crossOriginIsolated, webgpu: !!navigator.gpu, userAgent: navigator.userAgent, features: wasmFeatures() };
     },
     async adapter() {
       if (!navigator.gpu) return null;
@@ -224,7 +228,7 @@ const PAGE = `<!doctype html>
       return { shape: out.logits.shape, data: Array.from(out.logits.data) };
     },
     // The threaded module (pkg/threads/) on \`threads\` Web Workers: one warm-up and \`runs\` passes in a Worker.
-    threaded(threads, runs) {
+    threaded(threads, runs, simd) {
       return new Promise((resolve, reject) => {
         const w = new Worker("/__bench__/threads-worker.js", { type: "module" });
         w.onmessage = ({ data }) => {
@@ -235,7 +239,7 @@ const PAGE = `<!doctype html>
           w.terminate();
           reject(new Error(e.message || "the threads worker failed to start"));
         };
-        w.postMessage({ threads, runs });
+        w.postMessage({ threads, runs, file: simd && "/pkg/threads/" + WASM_FILE[simd] });
       });
     },
     // onnxruntime-web: its thread count is read once, so one page per count.
@@ -274,10 +278,10 @@ const PAGE = `<!doctype html>
 // The threaded module blocks the thread that calls it while its pool works,
 // which a page's main thread may not do: it is timed in a module Worker.
 const THREADS_WORKER = `
-self.onmessage = async ({ data: { threads, runs } }) => {
+self.onmessage = async ({ data: { threads, runs, file } }) => {
   try {
     const sewd = await import("/pkg/threads/sewd.js");
-    await sewd.default();
+    await sewd.default(file && { module_or_path: file });
     await sewd.initThreadPool(threads);
     const r = await fetch("/__bench__/audio.f32");
     const samples = new Float32Array(await r.arrayBuffer());
@@ -291,7 +295,7 @@ self.onmessage = async ({ data: { threads, runs } }) => {
       if (i > 0) times.push(performance.now() - t0);
     }
     const out = await rec.forward(samples, rate);
-    self.postMessage({ times, text, logits: { shape: out.logits.shape, data: Array.from(out.logits.data) } });
+    self.postMessage({ times, text, features: sewd.wasmFeatures(), logits: { shape: out.logits.shape, data: Array.from(out.logits.data) } });
   } catch (err) {
     self.postMessage({ error: String(err?.message || err) });
   }
@@ -453,12 +457,27 @@ function logitsError(a, b) {
   return worst / peak;
 }
 
-async function openBenchPage(page, log, base) {
+async function openBenchPage(page, log, base, simd) {
   await page.goto(`${base}/__bench__/`);
   await page.waitForFunction(() => window.benchReady === true, null, { timeout: 60_000 }).catch((e) => {
     throw new Error(`the bench page did not start: ${e.message}\n${log.join("\n")}`);
   });
-  return withTimeout(page.evaluate(() => window.bench.setup()), 120, "page setup");
+  return withTimeout(page.evaluate((b) => window.bench.setup(b), simd), 120, "page setup");
+}
+
+/** The single-threaded module (in the page) and the threaded one (in a Worker) of one build ("plain" or "relaxed"). */
+async function benchWasmCpu(page, log, base, simd, cores, args) {
+  const setup = await openBenchPage(page, log, base, simd);
+  if (setup.features.relaxedSimd !== (simd === "relaxed")) throw new Error(`asked for the ${simd} build, the page loaded ${JSON.stringify(setup.features)}`);
+  console.error(`wasm CPU, ${simd} SIMD, single-threaded module, ${args.runs} runs ...`);
+  const single = await benchInPage(page, log, "cpu", args.runs, args.timeout);
+  console.error(`wasm CPU, ${simd} SIMD, threaded module on ${cores} threads (in a Worker), ${args.runs} runs ...`);
+  const t = await withTimeout(page.evaluate(([n, r, b]) => window.bench.threaded(n, r, b), [cores, args.runs, simd]), args.timeout * (args.runs + 2), "threaded wasm").catch((e) => {
+    throw new Error(`the threaded module failed: ${e.message}\n${log.join("\n")}`);
+  });
+  if (t.features.relaxedSimd !== (simd === "relaxed") || !t.features.threads) throw new Error(`asked for the threaded ${simd} build, the worker loaded ${JSON.stringify(t.features)}`);
+  console.error(`  runs ${t.times.map((x) => x.toFixed(1)).join(", ")} ms`);
+  return { setup, single, threads: { ms: median(t.times), times: t.times, logits: t.logits } };
 }
 
 // ----------------------------------------------------------------- main ---
@@ -469,6 +488,8 @@ function checkInputs(args) {
     [path.join(ROOT, "pkg/sewd.js"), "run `make pkg`"],
     [path.join(ROOT, "pkg/sewd_bg.wasm"), "run `make pkg`"],
     [path.join(ROOT, "pkg/threads/sewd_bg.wasm"), "run `make pkg`"],
+    [path.join(ROOT, "pkg/sewd_relaxed_bg.wasm"), "run `make pkg`"],
+    [path.join(ROOT, "pkg/threads/sewd_relaxed_bg.wasm"), "run `make pkg`"],
     [args.chromium, "install Debian's chromium (scripts/setup.sh)"],
     [path.join(args.model, "config.json"), "create it with bench/cpu_vs_pytorch.py, or pass --model"],
     [path.join(args.model, "model.onnx"), "export it with bench/export_onnx.py (`make bench-browser` does)"],
@@ -508,6 +529,7 @@ async function main() {
   if (synthetic) console.error(`note: ${args.model} has no vocab.json; the page gets the standard 32-character CTC vocabulary (text meaningless, timing unaffected)`);
   let browser = null;
   let cpu;
+  let plain;
   let gpu;
   let adapter;
   let setup;
@@ -517,16 +539,12 @@ async function main() {
   try {
     browser = await launchChromium(args);
     const { page, log } = browser;
-    setup = await openBenchPage(page, log, base);
+    console.error(`Chromium ${browser.version}`);
+    plain = await benchWasmCpu(page, log, base, "plain", cores, args);
+    const relaxed = await benchWasmCpu(page, log, base, "relaxed", cores, args);
+    setup = relaxed.setup;
     if (!setup.crossOriginIsolated) console.error("warning: the page is not cross-origin isolated (COOP/COEP headers missing?)");
-    console.error(`Chromium ${browser.version}; wasm CPU backend, ${args.runs} runs ...`);
-    cpu = await benchInPage(page, log, "cpu", args.runs, args.timeout);
-    console.error(`wasm CPU, threaded module on ${cores} threads (in a Worker), ${args.runs} runs ...`);
-    const t = await withTimeout(page.evaluate(([n, r]) => window.bench.threaded(n, r), [cores, args.runs]), args.timeout * (args.runs + 2), "threaded wasm").catch((e) => {
-      throw new Error(`the threaded module failed: ${e.message}\n${log.join("\n")}`);
-    });
-    console.error(`  runs ${t.times.map((x) => x.toFixed(1)).join(", ")} ms`);
-    threads = { ms: median(t.times), times: t.times, logits: t.logits };
+    ({ single: cpu, threads } = relaxed);
     adapter = await page.evaluate(() => window.bench.adapter());
     if (!adapter) throw new Error(`Chromium offers no WebGPU adapter (navigator.gpu ${setup.webgpu ? "present" : "missing"})\n${log.join("\n")}`);
     console.error(`WebGPU adapter: ${[adapter.vendor, adapter.architecture, adapter.device, adapter.description].filter(Boolean).join(" / ") || "(no description)"}; ${args.gpuRuns} runs ...`);
@@ -547,6 +565,8 @@ async function main() {
     ["native CPU, 1 thread", native1.median_ms, args.runs],
     ["wasm CPU (Chromium, 1 thread)", cpu.ms, args.runs],
     [`wasm CPU (Chromium, ${cores} threads)`, threads.ms, args.runs],
+    ["wasm CPU, plain SIMD (1 thread)", plain.single.ms, args.runs],
+    [`wasm CPU, plain SIMD (${cores} threads)`, plain.threads.ms, args.runs],
     [`WebGPU (Chromium${adapterText ? `, ${adapterText}` : ""})`, gpu.ms, args.gpuRuns],
     [`onnxruntime-web ${ort[1].version} wasm, 1 thread`, ort[1].ms, args.runs],
     [`onnxruntime-web ${ort[cores].version} wasm, ${cores} threads`, ort[cores].ms, args.runs],
@@ -555,9 +575,12 @@ async function main() {
   const agreement = Math.max(logitsError(cpu.logits, ort[1].logits), logitsError(cpu.logits, ort[cores].logits));
   if (!(agreement < 1e-3)) throw new Error(`sewd and onnxruntime-web disagree: logits differ by ${agreement.toExponential(2)} of the largest`);
   // The threads split the same sums' rows and columns, not their terms: the same logits.
-  const threadsAgreement = logitsError(threads.logits, cpu.logits);
+  const threadsAgreement = Math.max(logitsError(threads.logits, cpu.logits), logitsError(plain.threads.logits, plain.single.logits));
   if (!(threadsAgreement < 1e-5)) throw new Error(`the threaded and single-threaded modules disagree: logits differ by ${threadsAgreement.toExponential(2)} of the largest`);
-  const sizes = { sewd_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/sewd_bg.wasm")).size, sewd_threads_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/threads/sewd_bg.wasm")).size, ort_wasm_bytes: fs.statSync(path.join(ROOT, ORT_DIST, "ort-wasm-simd-threaded.wasm")).size };
+  // Fused multiply-adds round once instead of twice: close, not equal.
+  const relaxedAgreement = logitsError(cpu.logits, plain.single.logits);
+  if (!(relaxedAgreement < 1e-4)) throw new Error(`the relaxed SIMD and plain builds disagree: logits differ by ${relaxedAgreement.toExponential(2)} of the largest`);
+  const sizes = { sewd_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/sewd_bg.wasm")).size, sewd_relaxed_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/sewd_relaxed_bg.wasm")).size, sewd_threads_wasm_bytes: fs.statSync(path.join(ROOT, "pkg/threads/sewd_bg.wasm")).size, ort_wasm_bytes: fs.statSync(path.join(ROOT, ORT_DIST, "ort-wasm-simd-threaded.wasm")).size };
   const w = Math.max(...rows.map((r) => r[0].length));
   console.log(`\n${audioS.toFixed(2)} s of audio, ${path.relative(ROOT, args.model) || args.model}; median of N runs after one warm-up`);
   console.log(`${"".padEnd(w)}  ${"ms".padStart(10)}  ${"RTF".padStart(7)}  ${"× native".padStart(9)}  N`);
@@ -565,6 +588,7 @@ async function main() {
     console.log(`${name.padEnd(w)}  ${ms.toFixed(1).padStart(10)}  ${(ms / 1000 / audioS).toFixed(4).padStart(7)}  ${(ms / native.median_ms).toFixed(2).padStart(8)}×  ${n}`);
   }
   console.log(`sewd wasm CPU vs onnxruntime-web wasm: ${(ort[1].ms / cpu.ms).toFixed(2)}× (1 thread each), ${(ort[cores].ms / threads.ms).toFixed(2)}× (${cores} threads each), ${(ort[cores].ms / cpu.ms).toFixed(2)}× (sewd on 1 thread, onnxruntime-web on ${cores}); logits agree to ${agreement.toExponential(1)} of the largest (threaded vs single-threaded sewd: ${threadsAgreement.toExponential(1)})`);
+  console.log(`relaxed SIMD vs plain: ${(plain.single.ms / cpu.ms).toFixed(2)}× (1 thread), ${(plain.threads.ms / threads.ms).toFixed(2)}× (${cores} threads); logits agree to ${relaxedAgreement.toExponential(1)} of the largest`);
   console.log(`.wasm: sewd ${(sizes.sewd_wasm_bytes / 1e6).toFixed(2)} MB (threaded ${(sizes.sewd_threads_wasm_bytes / 1e6).toFixed(2)} MB), onnxruntime-web ${(sizes.ort_wasm_bytes / 1e6).toFixed(2)} MB (plus the model: ${(fs.statSync(path.join(args.model, "model.safetensors")).size / 1e6).toFixed(1)} MB safetensors, ${(fs.statSync(path.join(args.model, "model.onnx")).size / 1e6).toFixed(1)} MB ONNX)`);
   if (cpu.text !== gpu.text) console.log("note: the wasm CPU and WebGPU transcripts differ (expected only within GPU tolerance on near-tied frames)");
   console.log(
@@ -575,6 +599,11 @@ async function main() {
       wasm_cpu_ms: round(cpu.ms, 2),
       wasm_threads_ms: round(threads.ms, 2),
       wasm_threads: cores,
+      wasm_cpu_plain_ms: round(plain.single.ms, 2),
+      wasm_threads_plain_ms: round(plain.threads.ms, 2),
+      plain_over_relaxed_1thread: round(plain.single.ms / cpu.ms, 3),
+      plain_over_relaxed_threads: round(plain.threads.ms / threads.ms, 3),
+      logits_relaxed_vs_plain: relaxedAgreement,
       webgpu_ms: round(gpu.ms, 2),
       wasm_cpu_over_native: round(cpu.ms / native.median_ms, 3),
       webgpu_over_native: round(gpu.ms / native.median_ms, 3),

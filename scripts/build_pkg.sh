@@ -6,6 +6,11 @@
 #                                           backend on n Web Workers over shared memory
 #                                           (nightly Rust: atomics and a rebuilt std)
 #
+# Each directory also holds sewd_relaxed_bg.wasm, the same module built with relaxed
+# SIMD (fused multiply-adds in the CPU matrix products, src/backend/cpu/wasm_gemm.rs).
+# Its glue is the plain module's, byte for byte (checked), and scripts/relaxed_glue.mjs
+# makes `init()` load it where the engine validates relaxed SIMD.
+#
 # and writes package.json's `exports` ("sewd" and "sewd/threads") and `files`.
 #
 # wasm-pack's own wasm-opt step is off (it would download binaryen). The wasm-opt
@@ -25,31 +30,59 @@ WASM_OPT_FLAGS=(-O3 --enable-simd --enable-bulk-memory --enable-nontrapping-floa
 # Node has no `self`, which the threaded module's worker helper listens on: a stand-in.
 INIT_CHECK="import fs from 'node:fs';
 globalThis.self ??= new EventTarget();
-const dir = process.argv[1];
+const [dir, wasm] = process.argv.slice(1);
 const { initSync } = await import('./' + dir + '/sewd.js');
-initSync({ module: fs.readFileSync(dir + '/sewd_bg.opt.wasm') });"
+initSync({ module: fs.readFileSync(wasm) });"
+# Node 20 compiles relaxed SIMD only behind this flag (later versions by default).
+NODE_RELAXED=()
+if node --v8-options | grep -q -- '--experimental-wasm-relaxed-simd'; then
+    NODE_RELAXED=(--experimental-wasm-relaxed-simd)
+fi
 
-# optimize DIR [extra wasm-opt flags]: DIR/sewd_bg.wasm in place, if the result still initializes.
+# optimize WASM [extra wasm-opt flags]: WASM (beside its sewd.js) in place, if the result
+# still initializes.
 optimize() {
-    local dir=$1; shift
-    local v
+    local wasm=$1; shift
+    local dir opt v
+    dir=$(dirname "$wasm")
+    opt=${wasm%.wasm}.opt.wasm
     v=$("$WASM_OPT" --version 2>/dev/null | grep -o '[0-9]\+' | head -1 || true)
     if [ -z "$v" ] || [ "$v" -lt 117 ]; then
-        echo "make pkg: no wasm-opt >= 117 (found: ${v:-none}); keeping the unoptimized $dir/sewd_bg.wasm"
-    elif "$WASM_OPT" "${WASM_OPT_FLAGS[@]}" "$@" "$dir/sewd_bg.wasm" -o "$dir/sewd_bg.opt.wasm" \
-        && node --input-type=module -e "$INIT_CHECK" "$dir"; then
-        mv "$dir/sewd_bg.opt.wasm" "$dir/sewd_bg.wasm"
+        echo "make pkg: no wasm-opt >= 117 (found: ${v:-none}); keeping the unoptimized $wasm"
+    elif "$WASM_OPT" "${WASM_OPT_FLAGS[@]}" "$@" "$wasm" -o "$opt" \
+        && node "${NODE_RELAXED[@]}" --input-type=module -e "$INIT_CHECK" "$dir" "$opt"; then
+        mv "$opt" "$wasm"
     else
-        rm -f "$dir/sewd_bg.opt.wasm"
-        echo "make pkg: the wasm-opt output of $dir does not initialize; keeping the unoptimized wasm"
+        rm -f "$opt"
+        echo "make pkg: the wasm-opt output of $wasm does not initialize; keeping the unoptimized wasm"
     fi
-    ls -l "$dir/sewd_bg.wasm"
+    ls -l "$wasm"
+}
+
+# relaxed DIR TARGET_DIR CARGO_ARGS...: builds the module of DIR again with relaxed SIMD
+# (RUSTFLAGS as given plus relaxed-simd) into DIR/sewd_relaxed_bg.wasm.
+relaxed() {
+    local dir=$1 target_dir=$2; shift 2
+    RUSTFLAGS="$RUSTFLAGS -C target-feature=+relaxed-simd" cargo "$@" --target-dir "$target_dir"
+    rm -rf "$target_dir/bindgen"
+    wasm-bindgen --target web --out-dir "$target_dir/bindgen" --out-name sewd \
+        "$target_dir/wasm32-unknown-unknown/release/sewd.wasm"
+    if ! cmp -s "$target_dir/bindgen/sewd.js" "$dir/sewd.js"; then
+        echo "make pkg: the relaxed SIMD build's glue differs from $dir/sewd.js; they must be one" >&2
+        diff "$target_dir/bindgen/sewd.js" "$dir/sewd.js" | head -20 >&2
+        exit 1
+    fi
+    cp "$target_dir/bindgen/sewd_bg.wasm" "$dir/sewd_relaxed_bg.wasm"
 }
 
 # A failed build below must not leave an older threaded module beside the new one.
-rm -rf pkg/threads
+rm -rf pkg/threads pkg/sewd_relaxed_bg.wasm
 wasm-pack build --target web --release --no-opt --out-dir pkg --out-name sewd
-optimize pkg
+optimize pkg/sewd_bg.wasm
+RUSTFLAGS="-C target-feature=+simd128" relaxed pkg target/wasm-relaxed \
+    build --release --lib --target wasm32-unknown-unknown
+optimize pkg/sewd_relaxed_bg.wasm --enable-relaxed-simd
+node scripts/relaxed_glue.mjs pkg/sewd.js
 
 # Threads need the atomics target feature, so std is rebuilt with it (-Z build-std),
 # and since rust#147225 the shared, imported memory and the TLS exports that
@@ -65,6 +98,10 @@ RUSTFLAGS="$THREAD_RUSTFLAGS" cargo "+$NIGHTLY" build --release --lib --no-defau
     --target wasm32-unknown-unknown -Z build-std=panic_abort,std --target-dir target/wasm-threads
 wasm-bindgen --target web --out-dir pkg/threads --out-name sewd \
     target/wasm-threads/wasm32-unknown-unknown/release/sewd.wasm
-optimize pkg/threads --enable-threads
+optimize pkg/threads/sewd_bg.wasm --enable-threads
+RUSTFLAGS="$THREAD_RUSTFLAGS" relaxed pkg/threads target/wasm-threads-relaxed "+$NIGHTLY" build --release --lib \
+    --no-default-features --features threads --target wasm32-unknown-unknown -Z build-std=panic_abort,std
+optimize pkg/threads/sewd_relaxed_bg.wasm --enable-threads --enable-relaxed-simd
+node scripts/relaxed_glue.mjs pkg/threads/sewd.js
 
 node scripts/package_exports.mjs pkg/package.json

@@ -2,7 +2,8 @@
 // in worker.js; this thread only moves messages and paints.
 //
 // URL parameters (handy for links and tests): ?model=URL-or-hub-id,
-// ?backend=auto|webgpu|cpu, ?kws=URL, ?threads=N (the CPU backend's threads; default one per core).
+// ?backend=auto|webgpu|cpu, ?kws=URL, ?threads=N (the CPU backend's threads; default one per core),
+// ?simd=plain|relaxed (which build of the wasm module; default relaxed where the browser has it).
 
 import { decodeAudioFile, encodeWav } from "./audio.js";
 
@@ -53,7 +54,7 @@ function unsupported() {
 // ---------------------------------------------------------------- worker
 
 const workerUrl = new URL("./worker.js", import.meta.url);
-if (params.has("threads")) workerUrl.searchParams.set("threads", params.get("threads"));
+for (const key of ["threads", "simd"]) if (params.has(key)) workerUrl.searchParams.set(key, params.get(key));
 const worker = new Worker(workerUrl, { type: "module" });
 const pending = new Map();
 let nextId = 1;
@@ -198,7 +199,8 @@ function showBackend(info) {
   el.dataset.backend = info.backend;
   el.dataset.threads = info.backend === "cpu" ? String(info.threads) : "";
   el.dataset.wasm = info.wasm; // which module runs: "threads" (pkg/threads/) or "single" (pkg/)
-  el.title = info.backend === "webgpu" ? "Running on the GPU through WebGPU" : `Running on the CPU (WebAssembly, ${threadsText(info)}: ${info.threadsWhy})`;
+  el.dataset.simd = info.simd; // and which build of it: "relaxed" (fused multiply-adds) or "plain"
+  el.title = info.backend === "webgpu" ? "Running on the GPU through WebGPU" : `Running on the CPU (WebAssembly${info.simd === "relaxed" ? " with relaxed SIMD" : ""}, ${threadsText(info)}: ${info.threadsWhy})`;
 }
 
 function showHop(ms, rtf, lag) {

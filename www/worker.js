@@ -19,7 +19,7 @@ const MAX_ASKED_THREADS = 64;
 // of memory) would hang the load, so the pool gets this long before the
 // single-threaded module is used instead.
 const POOL_START_MS = 20_000;
-const cpu = { threads: 1, asked: 1, why: null, module: null }; // why: how the count was chosen
+const cpu = { threads: 1, asked: 1, why: null, module: null, simd: null }; // why: how the count was chosen
 const models = { asr: null, kws: null }; // slot -> Recognizer
 let mic = null; // the latest microphone session, see startStream
 
@@ -64,6 +64,21 @@ function wantedThreads() {
   return { n: Math.min(cores, MAX_THREADS), why: cores > MAX_THREADS ? `${cores} cores, at most ${MAX_THREADS} threads` : "one per core" };
 }
 
+// Each module comes in two builds: init() loads the relaxed SIMD one (fused
+// multiply-adds) where the browser compiles it. ?simd=plain or ?simd=relaxed on
+// this worker's URL loads that build instead.
+function wantedBuild() {
+  const asked = new URL(self.location.href).searchParams.get("simd");
+  if (asked === null) return undefined;
+  if (asked !== "plain" && asked !== "relaxed") throw new Error(`simd=${asked}: "plain" or "relaxed"`);
+  return asked;
+}
+
+function init(mod, pkgUrl, build) {
+  const file = { plain: "sewd_bg.wasm", relaxed: "sewd_relaxed_bg.wasm" }[build];
+  return mod.default(file && { module_or_path: new URL(file, pkgUrl) });
+}
+
 // Messages are handled concurrently (a keyword model may load while the
 // speech model does): every caller shares one start of the module and pool.
 let starting = null;
@@ -85,15 +100,16 @@ function withinPoolStart(promise, n) {
 
 async function start() {
   const want = wantedThreads();
+  const build = wantedBuild();
   let why = want.why;
   if (want.n > 1 && !self.crossOriginIsolated) {
     why = "the page is not cross-origin isolated (it needs the COOP and COEP headers), so no shared memory";
   } else if (want.n > 1) {
     try {
       const mod = await import(PKG_THREADS);
-      await mod.default();
+      await init(mod, PKG_THREADS, build);
       await withinPoolStart(mod.initThreadPool(want.n), want.n);
-      Object.assign(cpu, { threads: want.n, asked: want.n, why, module: "threads" });
+      Object.assign(cpu, { threads: want.n, asked: want.n, why, module: "threads", simd: simdOf(mod) });
       return mod;
     } catch (err) {
       // A browser without wasm threads, or a build without pkg/threads/: one thread works everywhere.
@@ -106,10 +122,12 @@ async function start() {
   } catch (err) {
     throw new Error(`could not load the wasm package (${PKG}): ${err?.message || err}. Build it with \`make pkg\`.`);
   }
-  await mod.default();
-  Object.assign(cpu, { threads: 1, asked: want.n, why, module: "single" });
+  await init(mod, PKG, build);
+  Object.assign(cpu, { threads: 1, asked: want.n, why, module: "single", simd: simdOf(mod) });
   return mod;
 }
+
+const simdOf = (mod) => (mod.wasmFeatures().relaxedSimd ? "relaxed" : "plain");
 
 async function webgpuState() {
   const gpu = self.navigator?.gpu;
@@ -177,7 +195,7 @@ async function load({ slot, source, backend }) {
   const old = models[slot];
   models[slot] = rec;
   retire(old);
-  return { backend: rec.backend, gpu, threads: cpu.threads, threadsAsked: cpu.asked, threadsWhy: cpu.why, wasm: cpu.module };
+  return { backend: rec.backend, gpu, threads: cpu.threads, threadsAsked: cpu.asked, threadsWhy: cpu.why, wasm: cpu.module, simd: cpu.simd };
 }
 
 function need(slot) {

@@ -6,7 +6,9 @@
 //   the same clip (same samples in, same model, same decoding), on the
 //   threaded wasm module with one thread per core and, with ?threads=1, on
 //   the single-threaded one, which a page served without COOP/COEP also
-//   gets (and says why); a bad ?threads value fails the load by name;
+//   gets (and says why); Chromium gets the relaxed SIMD build of each, and
+//   ?simd=plain the plain one, with the same transcript; a bad ?threads or
+//   ?simd value fails the load by name;
 // * the backend badge shows WebGPU when asked for (headless Chromium's
 //   SwiftShader adapter), and "auto" takes the CPU over that software adapter;
 // * the microphone path (Chromium's fake device playing the clip in a loop,
@@ -278,6 +280,7 @@ test("file upload on the CPU backend gives exactly the CLI transcript, on one th
     const badge = page.getByTestId("backend");
     assert.equal(await badge.getAttribute("data-threads"), String(Math.min(cores, 8)), `${await badge.getAttribute("title")}\n${log.join("\n")}`);
     assert.equal(await badge.getAttribute("data-wasm"), "threads");
+    assert.equal(await badge.getAttribute("data-simd"), "relaxed", "Chromium compiles relaxed SIMD, so init() picks that build");
     assert.match(await page.getByTestId("status").textContent(), new RegExp(`on CPU, ${Math.min(cores, 8)} threads`));
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await waitForData(page, "fileDone", "1");
@@ -291,10 +294,24 @@ test("?threads=1 runs the single-threaded module, with the same transcript", asy
   await withDemo("&backend=cpu&threads=1", async (page, log) => {
     assert.equal(await page.getByTestId("backend").getAttribute("data-threads"), "1");
     assert.equal(await page.getByTestId("backend").getAttribute("data-wasm"), "single");
+    assert.equal(await page.getByTestId("backend").getAttribute("data-simd"), "relaxed");
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await waitForData(page, "fileDone", "1");
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
   });
+});
+
+test("?simd=plain runs the plain build of each module, with the same transcript", async () => {
+  for (const [threads, wasm] of [["", "threads"], ["&threads=1", "single"]]) {
+    await withDemo(`&backend=cpu&simd=plain${threads}`, async (page, log) => {
+      const badge = page.getByTestId("backend");
+      assert.equal(await badge.getAttribute("data-wasm"), wasm, log.join("\n"));
+      assert.equal(await badge.getAttribute("data-simd"), "plain");
+      await page.getByTestId("file-input").setInputFiles(MODEL.clip);
+      await waitForData(page, "fileDone", "1");
+      assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
+    });
+  }
 });
 
 /** The repository root over plain HTTP without COOP/COEP (a host that does not isolate the page). */
@@ -335,14 +352,17 @@ test("a page without COOP/COEP runs the single-threaded module and says why", as
   }
 });
 
-test("a bad ?threads value fails the load with a message naming it", async () => {
-  const { page, log, close } = await launch();
-  try {
-    await page.goto(`${base}/?model=${encodeURIComponent(MODEL.url)}&backend=cpu&threads=lots`);
-    await waitForStatus(page, /^Could not load/, 60_000);
-    assert.match(await page.locator("#messages").textContent(), /threads=lots: a whole number of threads/, log.join("\n"));
-  } finally {
-    await close();
+test("a bad ?threads or ?simd value fails the load with a message naming it", async () => {
+  const bad = [["threads=lots", /threads=lots: a whole number of threads/], ["simd=fast", /simd=fast: "plain" or "relaxed"/]];
+  for (const [param, message] of bad) {
+    const { page, log, close } = await launch();
+    try {
+      await page.goto(`${base}/?model=${encodeURIComponent(MODEL.url)}&backend=cpu&${param}`);
+      await waitForStatus(page, /^Could not load/, 60_000);
+      assert.match(await page.locator("#messages").textContent(), message, log.join("\n"));
+    } finally {
+      await close();
+    }
   }
 });
 
