@@ -122,7 +122,12 @@ async function start() {
   } catch (err) {
     throw new Error(`could not load the wasm package (${PKG}): ${err?.message || err}. Build it with \`make pkg\`.`);
   }
-  await init(mod, PKG, build);
+  try {
+    await init(mod, PKG, build);
+  } catch (err) {
+    // ?simd=relaxed in a browser without relaxed SIMD ends here.
+    throw new Error(`could not start the wasm module${build ? ` (simd=${build})` : ""}: ${err?.message || err}`);
+  }
   Object.assign(cpu, { threads: 1, asked: want.n, why, module: "single", simd: simdOf(mod) });
   return mod;
 }

@@ -6,7 +6,8 @@
 //   the same clip (same samples in, same model, same decoding), on the
 //   threaded wasm module with one thread per core and, with ?threads=1, on
 //   the single-threaded one, which a page served without COOP/COEP also
-//   gets (and says why); Chromium gets the relaxed SIMD build of each, and
+//   gets (and says why), as does one whose pool workers cannot start (a CSP
+//   refusing blob: workers); Chromium gets the relaxed SIMD build of each, and
 //   ?simd=plain the plain one, with the same transcript; a bad ?threads or
 //   ?simd value fails the load by name;
 // * the backend badge shows WebGPU when asked for (headless Chromium's
@@ -314,8 +315,9 @@ test("?simd=plain runs the plain build of each module, with the same transcript"
   }
 });
 
-/** The repository root over plain HTTP without COOP/COEP (a host that does not isolate the page). */
-async function plainServer() {
+/** The repository root over plain HTTP without COOP/COEP (a host that does not isolate the
+ *  page), with `headers` added to every response. */
+async function plainServer(headers = {}) {
   const http = await import("node:http");
   const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".css": "text/css" };
   const srv = http.createServer((req, res) => {
@@ -326,7 +328,7 @@ async function plainServer() {
       res.writeHead(404);
       return res.end();
     }
-    res.writeHead(200, { "Content-Type": types[path.extname(file)] || "application/octet-stream" });
+    res.writeHead(200, { "Content-Type": types[path.extname(file)] || "application/octet-stream", ...headers });
     fs.createReadStream(file).pipe(res);
   });
   await new Promise((resolve) => srv.listen(0, "127.0.0.1", resolve));
@@ -349,6 +351,29 @@ test("a page without COOP/COEP runs the single-threaded module and says why", as
   } finally {
     await close();
     plain.close();
+  }
+});
+
+test("a pool whose workers cannot start falls back to one thread after 20 s and says why", async () => {
+  // Isolated, but a Content-Security-Policy without blob: workers: wasm-bindgen-rayon's pool
+  // workers (blob: URLs) are refused with an error event it does not listen for, so without
+  // the worker's time limit the load would wait forever.
+  const isolated = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" };
+  const csp = await plainServer({ ...isolated, "Content-Security-Policy": "worker-src 'self'" });
+  const { page, log, close } = await launch();
+  try {
+    await page.goto(`${csp.url}/www/index.html?model=${encodeURIComponent(MODEL.url)}&backend=cpu&threads=2`);
+    await waitForStatus(page, /^(Ready|Could not load)/, 120_000);
+    assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
+    assert.match(await page.getByTestId("status").textContent(), /^Ready: .* on CPU, 1 thread /, log.join("\n"));
+    assert.equal(await page.getByTestId("backend").getAttribute("data-wasm"), "single");
+    assert.match(await page.locator("#messages").textContent(), /one thread, not 2: the threaded module failed \(its 2 workers did not start within 20 s\)/);
+    await page.getByTestId("file-input").setInputFiles(MODEL.clip);
+    await waitForData(page, "fileDone", "1");
+    assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
+  } finally {
+    await close();
+    csp.close();
   }
 });
 
