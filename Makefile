@@ -37,9 +37,10 @@ demo: setup pkg cli
 	target/release/sewd serve --port $(PORT)
 
 # The demo page in Debian's Chromium: fake microphone, file upload, WebGPU badge;
-# then the npm package in Node (its CPU path, models over HTTP).
+# then the npm package in Node (its CPU path, models over HTTP), and an app that
+# imports it, built with Vite and opened in Chromium.
 test-page: pkg cli
-	cd tests/page && node --test --test-concurrency=1 page.test.mjs node.test.mjs
+	cd tests/page && node --test --test-concurrency=1 page.test.mjs node.test.mjs bundle.test.mjs
 
 # Side-by-side CPU timing against PyTorch (needs the venv of DEVELOPERS.md).
 bench:

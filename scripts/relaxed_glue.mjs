@@ -9,7 +9,11 @@ import fs from "node:fs";
 const file = process.argv[2];
 const glue = fs.readFileSync(file, "utf8");
 const DEFAULT = "module_or_path = new URL('sewd_bg.wasm', import.meta.url);";
-const PICKED = "module_or_path = new URL(__sewdRelaxedSimd() ? 'sewd_relaxed_bg.wasm' : 'sewd_bg.wasm', import.meta.url);";
+// Each file in a `new URL('literal', import.meta.url)` of its own: bundlers (Vite, webpack)
+// find and emit assets only through that static form.
+const PICKED = "module_or_path = __sewdRelaxedSimd()\n" +
+  "            ? new URL('sewd_relaxed_bg.wasm', import.meta.url)\n" +
+  "            : new URL('sewd_bg.wasm', import.meta.url);";
 
 // A module whose one function returns f32x4.relaxed_madd of three zero vectors: it
 // validates exactly where relaxed SIMD is supported.
