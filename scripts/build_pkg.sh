@@ -35,7 +35,8 @@ const { initSync } = await import('./' + dir + '/sewd.js');
 initSync({ module: fs.readFileSync(wasm) });"
 # Node 20 compiles relaxed SIMD only behind this flag (later versions by default).
 NODE_RELAXED=()
-if node --v8-options | grep -q -- '--experimental-wasm-relaxed-simd'; then
+V8_OPTIONS=$(node --v8-options)
+if grep -q -- '--experimental-wasm-relaxed-simd' <<< "$V8_OPTIONS"; then
     NODE_RELAXED=(--experimental-wasm-relaxed-simd)
 fi
 

@@ -41,5 +41,5 @@ if [ $# -gt 0 ]; then
     exit
 fi
 cargo test --release --target wasm32-unknown-unknown --no-default-features --lib --test 'wasm_*'
-RUSTFLAGS="-C target-feature=+simd128 -C target-feature=+relaxed-simd" cargo test --release \
+SEWD_EXPECT_RELAXED_SIMD=1 RUSTFLAGS="-C target-feature=+simd128 -C target-feature=+relaxed-simd" cargo test --release \
     --target wasm32-unknown-unknown --no-default-features --lib --target-dir target/wasm-relaxed

@@ -1,5 +1,6 @@
-// The npm package through a bundler, as a web developer ships it: tests/page/bundle/ (an
-// app that imports `sewd`) is built with Vite, and the build must carry both wasm builds
+// The npm package through a bundler, as a web developer ships it: pkg/ is packed (`npm
+// pack`) and installed into a copy of tests/page/bundle/ (an app that imports `sewd`),
+// which is built with Vite; the build must carry both wasm builds
 // (bundlers find assets only through `new URL('literal', import.meta.url)`, which
 // scripts/relaxed_glue.mjs keeps) and, opened in Chromium, load the relaxed SIMD one, or
 // the plain one where the engine refuses relaxed SIMD, and transcribe exactly as the CLI does.
@@ -55,11 +56,16 @@ before(async () => {
     if (!fs.existsSync(file)) throw new Error(`${file} is missing: run \`${how}\``);
   }
   out = fs.mkdtempSync(path.join(os.tmpdir(), "sewd-bundle-"));
+  // The package as npm would publish it (package.json's `files` and `exports`), installed.
+  const app = path.join(out, "app");
+  fs.cpSync(path.join(HERE, "bundle"), app, { recursive: true });
+  const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
+  const [{ filename }] = JSON.parse(npm(["pack", path.join(ROOT, "pkg"), "--pack-destination", out, "--json"], out));
+  npm(["install", "--offline", path.join(out, filename)], app);
   await build({
-    root: path.join(HERE, "bundle"),
+    root: app,
     logLevel: "warn",
     build: { outDir: path.join(out, "www"), emptyOutDir: true, target: "esnext" },
-    resolve: { alias: { sewd: path.join(ROOT, "pkg/sewd.js") } },
   });
   fs.mkdirSync(path.join(out, "www/model"));
   for (const f of MODEL_FILES) fs.copyFileSync(path.join(MODEL, f), path.join(out, "www/model", f));

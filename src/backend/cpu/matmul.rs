@@ -49,6 +49,7 @@ pub fn matmul(
     a.check(m, k);
     b.check(k, n);
     assert!(dst_offset + (m - 1) * ldd + n <= dst.len(), "matmul destination out of bounds");
+    assert!(m == 1 || ldd >= n, "matmul destination rows overlap: stride {ldd} < {n} columns");
     if k == 0 {
         if !accumulate {
             for r in 0..m {

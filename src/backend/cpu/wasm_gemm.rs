@@ -47,6 +47,10 @@ impl Operand {
     unsafe fn from(self, row: usize, col: usize) -> Self {
         Operand { ptr: self.ptr.add(row * self.rs + col * self.cs), ..self }
     }
+
+    fn transposed(self) -> Self {
+        Operand { rs: self.cs, cs: self.rs, ..self }
+    }
 }
 
 impl Output {
@@ -71,15 +75,22 @@ thread_local! {
 ///
 /// # Safety
 /// Every element of the m×k, k×n and m×n extents must be in bounds of its allocation,
-/// and `c` must not overlap `a` or `b`.
+/// `c`'s rows must not overlap (`ld >= n`), and `c` must not overlap `a` or `b`.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm(m: usize, n: usize, k: usize, c: Output, accumulate: bool, a: Operand, b: Operand, scale: f32, parallel: bool) {
-    let threads = if parallel && m * n * k >= PARALLEL_MIN { thread_count() } else { 1 };
+    // Saturating: on wasm32 a long clip's m·n·k passes 2^32.
+    let large = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN;
+    let threads = if parallel && large { thread_count() } else { 1 };
+    gemm_split(threads, m, n, k, c, accumulate, a, b, scale)
+}
+
+/// [`gemm`] in up to `threads` pieces along the longer side (each piece packs all of the
+/// other operand again), run on the pool where there is one and in turn where not.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_split(threads: usize, m: usize, n: usize, k: usize, c: Output, accumulate: bool, a: Operand, b: Operand, scale: f32) {
     if threads <= 1 {
-        return gemm_serial(m, n, k, c, accumulate, a, b, scale);
-    }
-    // Split the longer side: each piece packs all of the other operand again.
-    if m >= n {
+        gemm_serial(m, n, k, c, accumulate, a, b, scale)
+    } else if m >= n {
         let pieces = split(m, MR, threads);
         super::par::map(pieces.len(), |i| {
             let (r0, rows) = pieces[i];
@@ -118,12 +129,12 @@ unsafe fn gemm_serial(m: usize, n: usize, k: usize, c: Output, accumulate: bool,
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                pack_b(pb, b, pc, jc, kc, nc);
+                pack::<NR>(pb, b.transposed(), jc, nc, pc, kc);
                 // The first depth block overwrites unless accumulating; later ones add.
                 let add = accumulate || pc > 0;
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    pack_a(pa, a, ic, pc, mc, kc);
+                    pack::<MR>(pa, a, ic, mc, pc, kc);
                     for jr in (0..nc).step_by(NR) {
                         for ir in (0..mc).step_by(MR) {
                             let product = tile(kc, pa.as_ptr().add(ir * kc), pb.as_ptr().add(jr * kc), scale);
@@ -137,36 +148,19 @@ unsafe fn gemm_serial(m: usize, n: usize, k: usize, c: Output, accumulate: bool,
     });
 }
 
-/// A's rows `ic..ic+mc`, depth `pc..pc+kc`, as panels of MR rows: panel p holds, for each
-/// depth step, its MR values side by side (rows past `mc` are zero).
-unsafe fn pack_a(packed: &mut Vec<f32>, a: Operand, ic: usize, pc: usize, mc: usize, kc: usize) {
-    let panels = mc.div_ceil(MR);
+/// Rows `first..first+count` of `x` (read as rows × depth), depth `pc..pc+kc`, as panels of
+/// W rows: panel p holds, for each depth step, its W values side by side (rows past `count`
+/// are zero). A is packed as it is (W = MR), B as its transpose (W = NR).
+unsafe fn pack<const W: usize>(packed: &mut Vec<f32>, x: Operand, first: usize, count: usize, pc: usize, kc: usize) {
+    let panels = count.div_ceil(W);
     packed.clear();
-    packed.resize(panels * MR * kc, 0.0);
+    packed.resize(panels * W * kc, 0.0);
     for p in 0..panels {
-        let panel = &mut packed[p * MR * kc..(p + 1) * MR * kc];
-        for i in 0..MR.min(mc - p * MR) {
-            let row = a.ptr.add((ic + p * MR + i) * a.rs + pc * a.cs);
+        let panel = &mut packed[p * W * kc..(p + 1) * W * kc];
+        for i in 0..W.min(count - p * W) {
+            let row = x.ptr.add((first + p * W + i) * x.rs + pc * x.cs);
             for d in 0..kc {
-                panel[d * MR + i] = *row.add(d * a.cs);
-            }
-        }
-    }
-}
-
-/// B's columns `jc..jc+nc`, depth `pc..pc+kc`, as panels of NR columns: panel p holds,
-/// for each depth step, its NR values side by side (columns past `nc` are zero).
-unsafe fn pack_b(packed: &mut Vec<f32>, b: Operand, pc: usize, jc: usize, kc: usize, nc: usize) {
-    let panels = nc.div_ceil(NR);
-    packed.clear();
-    packed.resize(panels * NR * kc, 0.0);
-    for p in 0..panels {
-        let panel = &mut packed[p * NR * kc..(p + 1) * NR * kc];
-        let cols = NR.min(nc - p * NR);
-        for d in 0..kc {
-            let row = b.ptr.add((pc + d) * b.rs + (jc + p * NR) * b.cs);
-            for j in 0..cols {
-                panel[d * NR + j] = *row.add(j * b.cs);
+                panel[d * W + i] = *row.add(d * x.cs);
             }
         }
     }
@@ -241,32 +235,51 @@ mod tests {
 
     wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
-    /// Checks one strided product against an f64 sum, for shapes that cross every
-    /// block edge (k > KC, m > MC, n > NC) and leave partial tiles.
-    fn check(m: usize, n: usize, k: usize, a_t: bool, b_t: bool, accumulate: bool, scale: f32) {
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729 % 997) as f32 / 498.5) - 1.0).collect();
-        // Row-major m×k unless transposed (stored k×m); same for B.
+    /// Guard values around every operand: a read or write outside its extent shows.
+    const GUARD: usize = 37;
+
+    /// `len` values (from `seed`) after GUARD guard values, and GUARD more after them.
+    fn guarded(len: usize, seed: usize) -> Vec<f32> {
+        (0..GUARD * 2 + len).map(|i| if i < GUARD || i >= GUARD + len { f32::NAN } else { ((i * seed % 1009) as f32 / 504.5) - 1.0 }).collect()
+    }
+
+    /// C = (accumulate ? C : 0) + scale·A·B through `gemm_split(threads, ...)`, in a buffer of
+    /// m rows of stride n + 3 between guards (non-NaN, so an overwrite shows). Row-major A
+    /// and B unless transposed.
+    #[allow(clippy::too_many_arguments)]
+    fn product(m: usize, n: usize, k: usize, a_t: bool, b_t: bool, accumulate: bool, scale: f32, threads: usize) -> (Vec<f32>, Vec<f32>) {
+        let (a, b) = (guarded(m * k, 7919), guarded(k * n, 104_729));
         let (ars, acs) = if a_t { (1, m) } else { (k, 1) };
         let (brs, bcs) = if b_t { (1, k) } else { (n, 1) };
         let ld = n + 3;
-        let mut c: Vec<f32> = (0..m * ld).map(|i| (i % 13) as f32 * 0.25).collect();
-        let before = c.clone();
+        let c0: Vec<f32> = (0..m * ld + 2 * GUARD).map(|i| (i % 13) as f32 * 0.25).collect();
+        let mut c = c0.clone();
         unsafe {
-            gemm(m, n, k, Output { ptr: c.as_mut_ptr(), ld }, accumulate, Operand { ptr: a.as_ptr(), rs: ars, cs: acs }, Operand { ptr: b.as_ptr(), rs: brs, cs: bcs }, scale, true);
+            let out = Output { ptr: c.as_mut_ptr().add(GUARD), ld };
+            let (a, b) = (Operand { ptr: a.as_ptr().add(GUARD), rs: ars, cs: acs }, Operand { ptr: b.as_ptr().add(GUARD), rs: brs, cs: bcs });
+            gemm_split(threads, m, n, k, out, accumulate, a, b, scale);
         }
-        for r in 0..m {
-            for j in 0..ld {
-                let got = c[r * ld + j];
-                if j >= n {
-                    assert_eq!(got, before[r * ld + j], "({m}×{n}×{k}) wrote past column {n} in row {r}");
-                    continue;
-                }
-                let dot: f64 = (0..k).map(|d| a[r * ars + d * acs] as f64 * b[d * brs + j * bcs] as f64).sum();
-                let want = scale as f64 * dot + if accumulate { before[r * ld + j] as f64 } else { 0.0 };
-                let tol = 1e-5 * (k as f64).sqrt() * (1.0 + want.abs());
-                assert!((got as f64 - want).abs() <= tol, "({m}×{n}×{k}, a_t {a_t}, b_t {b_t}) c[{r}][{j}] = {got}, want {want}");
+        (c0, c)
+    }
+
+    /// Checks one strided product against an f64 sum, and that nothing outside C changed.
+    fn check(m: usize, n: usize, k: usize, a_t: bool, b_t: bool, accumulate: bool, scale: f32) {
+        let (before, c) = product(m, n, k, a_t, b_t, accumulate, scale, 1);
+        let (a, b) = (guarded(m * k, 7919), guarded(k * n, 104_729));
+        let (ars, acs) = if a_t { (1, m) } else { (k, 1) };
+        let (brs, bcs) = if b_t { (1, k) } else { (n, 1) };
+        let ld = n + 3;
+        for (i, (&got, &was)) in c.iter().zip(&before).enumerate() {
+            let inside = i >= GUARD && i < GUARD + m * ld && (i - GUARD) % ld < n;
+            if !inside {
+                assert_eq!(got, was, "({m}×{n}×{k}) wrote outside C at {i}");
+                continue;
             }
+            let (r, j) = ((i - GUARD) / ld, (i - GUARD) % ld);
+            let dot: f64 = (0..k).map(|d| a[GUARD + r * ars + d * acs] as f64 * b[GUARD + d * brs + j * bcs] as f64).sum();
+            let want = scale as f64 * dot + if accumulate { was as f64 } else { 0.0 };
+            let tol = 1e-5 * (k as f64).sqrt() * (1.0 + want.abs());
+            assert!((got as f64 - want).abs() <= tol, "({m}×{n}×{k}, a_t {a_t}, b_t {b_t}) c[{r}][{j}] = {got}, want {want}");
         }
     }
 
@@ -278,6 +291,27 @@ mod tests {
         check(MC + 5, NC + 9, KC + 17, false, true, false, 1.0);
         check(MC * 2 + 1, 13, 2 * KC + 3, true, false, true, 0.5);
         check(17, NC + NR + 1, 40, true, true, true, -1.5);
+    }
+
+    /// Pieces for threads compute exactly what one thread does, split along rows (m ≥ n)
+    /// or columns.
+    #[wasm_bindgen_test]
+    fn any_thread_count_gives_the_same_bits() {
+        for (m, n, k) in [(77, 21, 300), (19, NC + 45, 70)] {
+            let (_, one) = product(m, n, k, false, true, true, 0.5, 1);
+            for threads in [2, 3, 7] {
+                let (_, many) = product(m, n, k, false, true, true, 0.5, threads);
+                let same = one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "({m}×{n}×{k}) differs between 1 and {threads} pieces");
+            }
+        }
+    }
+
+    /// test_wasm.sh sets SEWD_EXPECT_RELAXED_SIMD for its relaxed SIMD run: that run must
+    /// really build the relaxed kernel, and the other must not.
+    #[wasm_bindgen_test]
+    fn built_with_the_simd_the_run_asks_for() {
+        assert_eq!(cfg!(target_feature = "relaxed-simd"), option_env!("SEWD_EXPECT_RELAXED_SIMD").is_some());
     }
 
     #[wasm_bindgen_test]
