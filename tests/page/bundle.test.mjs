@@ -4,6 +4,8 @@
 // (bundlers find assets only through `new URL('literal', import.meta.url)`, which
 // scripts/relaxed_glue.mjs keeps) and, opened in Chromium, load the relaxed SIMD one, or
 // the plain one where the engine refuses relaxed SIMD, and transcribe exactly as the CLI does.
+// `sewd/threads` cannot be bundled (see bundle/threads-worker.js): the second test serves
+// it beside the bundle, as the README says to, and runs it from a bundled worker.
 // Run with `make test-page` (builds pkg/ and the CLI first).
 
 import { test, before, after } from "node:test";
@@ -25,6 +27,7 @@ const MODEL = path.join(ROOT, "tests/fixtures/models/ctc_group_both_shared");
 const CLIP = path.join(ROOT, "tests/fixtures/models/speech_3s.wav");
 const MODEL_FILES = ["config.json", "vocab.json", "preprocessor_config.json", "model.safetensors"];
 
+let expected; // the CLI's transcript of CLIP
 let out; // served by `sewd serve --root out`, which serves out/www/ at /
 let site;
 
@@ -62,15 +65,46 @@ before(async () => {
   const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
   const [{ filename }] = JSON.parse(npm(["pack", path.join(ROOT, "pkg"), "--pack-destination", out, "--json"], out));
   npm(["install", "--offline", path.join(out, filename)], app);
+  // sewd/threads is served beside the bundle, not bundled (see bundle/threads-worker.js).
+  fs.cpSync(path.join(app, "node_modules/sewd/threads"), path.join(app, "public/sewd-threads"), { recursive: true });
   await build({
     root: app,
     logLevel: "warn",
-    build: { outDir: path.join(out, "www"), emptyOutDir: true, target: "esnext" },
+    build: {
+      outDir: path.join(out, "www"),
+      emptyOutDir: true,
+      target: "esnext",
+      rollupOptions: { input: { index: path.join(app, "index.html"), threads: path.join(app, "threads.html") } },
+    },
+    worker: { format: "es" },
   });
   fs.mkdirSync(path.join(out, "www/model"));
   for (const f of MODEL_FILES) fs.copyFileSync(path.join(MODEL, f), path.join(out, "www/model", f));
   site = await startServer(CLI, out);
+  expected = execFileSync(CLI, ["transcribe", "--model", MODEL, CLIP], { encoding: "utf8" }).trim();
 });
+
+/** Opens `page` of the built site in a fresh Chromium (after `initScript`, if any) and
+ *  returns what its window.transcribe(samples, rate) resolves to, plus the console log. */
+async function transcribeIn(page, samples, rate, initScript) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    const tab = await browser.newPage();
+    if (initScript) await tab.addInitScript(initScript);
+    const log = [];
+    tab.on("console", (m) => log.push(`[${m.type()}] ${m.text()}`));
+    tab.on("pageerror", (e) => log.push(`[pageerror] ${e.message}`));
+    await tab.goto(`${site.url}/${page}`);
+    await tab.waitForFunction(() => window.appReady === true, null, { timeout: 30_000 });
+    // A pool that never starts would otherwise wait forever.
+    let timer;
+    const limit = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${page}: no transcript in 120 s\n${log.join("\n")}`)), 120_000)));
+    const got = await Promise.race([tab.evaluate(([s, r]) => window.transcribe(s, r), [samples, rate]), limit]).finally(() => clearTimeout(timer));
+    return { ...got, log: log.join("\n") };
+  } finally {
+    await browser.close();
+  }
+}
 
 after(() => {
   site?.server.kill();
@@ -81,25 +115,21 @@ test("vite: the build carries both wasm builds and Chromium loads the one it can
   const assets = fs.readdirSync(path.join(out, "www/assets"));
   assert.ok(assets.some((f) => /^sewd_bg-.*\.wasm$/.test(f)), `no plain module among ${assets}`);
   assert.ok(assets.some((f) => /^sewd_relaxed_bg-.*\.wasm$/.test(f)), `no relaxed SIMD module among ${assets}`);
-  const expected = execFileSync(CLI, ["transcribe", "--model", MODEL, CLIP], { encoding: "utf8" }).trim();
   const { samples, rate } = readWav(CLIP);
   // The second run stands in for a browser without relaxed SIMD: WebAssembly.validate, which
   // the glue's probe asks, refuses everything (the plain module needs no validate).
   for (const relaxedSimd of [true, false]) {
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    try {
-      const page = await browser.newPage();
-      if (!relaxedSimd) await page.addInitScript(() => (WebAssembly.validate = () => false));
-      const log = [];
-      page.on("console", (m) => log.push(`[${m.type()}] ${m.text()}`));
-      page.on("pageerror", (e) => log.push(`[pageerror] ${e.message}`));
-      await page.goto(`${site.url}/index.html`);
-      await page.waitForFunction(() => window.appReady === true, null, { timeout: 30_000 });
-      const got = await page.evaluate(([s, r]) => window.transcribe(s, r), [samples, rate]);
-      assert.deepEqual(got.features, { threads: false, relaxedSimd }, log.join("\n"));
-      assert.equal(got.text, expected, log.join("\n"));
-    } finally {
-      await browser.close();
-    }
+    const noRelaxed = relaxedSimd ? null : () => (WebAssembly.validate = () => false);
+    const got = await transcribeIn("index.html", samples, rate, noRelaxed);
+    assert.deepEqual(got.features, { threads: false, relaxedSimd }, got.log);
+    assert.equal(got.text, expected, got.log);
   }
+});
+
+test("vite: sewd/threads served beside the bundle runs its pool from a bundled worker", async () => {
+  const { samples, rate } = readWav(CLIP);
+  const got = await transcribeIn("threads.html", samples, rate);
+  assert.equal(got.error, undefined, got.log);
+  assert.deepEqual(got.features, { threads: true, relaxedSimd: true }, got.log);
+  assert.equal(got.text, expected, got.log);
 });
