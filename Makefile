@@ -24,8 +24,9 @@ test-wasm-build:
 test-wasm:
 	scripts/test_wasm.sh
 
-# The npm package `sewd` (pkg/): the single-threaded module and, in pkg/threads/,
-# the one with Web Worker threads, each also built with relaxed SIMD (see the script).
+# The npm package `sewd` (pkg/): the single-threaded module and, in pkg/threads/ (and
+# pkg/threads-bundler/ for bundlers), the one with Web Worker threads, each also built
+# with relaxed SIMD (see the script).
 pkg:
 	scripts/build_pkg.sh
 

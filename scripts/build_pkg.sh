@@ -5,6 +5,7 @@
 #   pkg/threads/...                         the same API plus initThreadPool(n): the CPU
 #                                           backend on n Web Workers over shared memory
 #                                           (nightly Rust: atomics and a rebuilt std)
+#   pkg/threads-bundler/...                 the same for bundlers (see below)
 #
 # Each directory also holds sewd_relaxed_bg.wasm, the same module built with relaxed
 # SIMD (fused multiply-adds in the CPU matrix products, src/backend/cpu/wasm_gemm.rs).
@@ -77,7 +78,7 @@ relaxed() {
 }
 
 # A failed build below must not leave an older threaded module beside the new one.
-rm -rf pkg/threads pkg/sewd_relaxed_bg.wasm
+rm -rf pkg/threads pkg/threads-bundler pkg/sewd_relaxed_bg.wasm
 wasm-pack build --target web --release --no-opt --out-dir pkg --out-name sewd
 optimize pkg/sewd_bg.wasm
 RUSTFLAGS="-C target-feature=+simd128" relaxed pkg target/wasm-relaxed \
@@ -95,14 +96,31 @@ for arg in --shared-memory --max-memory=4294967296 --import-memory \
     --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base; do
     THREAD_RUSTFLAGS+=" -C link-arg=$arg"
 done
-RUSTFLAGS="$THREAD_RUSTFLAGS" cargo "+$NIGHTLY" build --release --lib --no-default-features --features threads \
-    --target wasm32-unknown-unknown -Z build-std=panic_abort,std --target-dir target/wasm-threads
-wasm-bindgen --target web --out-dir pkg/threads --out-name sewd \
-    target/wasm-threads/wasm32-unknown-unknown/release/sewd.wasm
-optimize pkg/threads/sewd_bg.wasm --enable-threads
-RUSTFLAGS="$THREAD_RUSTFLAGS" relaxed pkg/threads target/wasm-threads-relaxed "+$NIGHTLY" build --release --lib \
-    --no-default-features --features threads --target wasm32-unknown-unknown -Z build-std=panic_abort,std
-optimize pkg/threads/sewd_relaxed_bg.wasm --enable-threads --enable-relaxed-simd
-node scripts/relaxed_glue.mjs pkg/threads/sewd.js
+# threaded DIR FEATURES: the threaded module with FEATURES into DIR, and its relaxed SIMD
+# twin. The two variants share target directories (std is built once for each).
+threaded() {
+    local dir=$1 features=$2
+    local cargo_args=(build --release --lib --no-default-features --features "$features"
+        --target wasm32-unknown-unknown -Z build-std=panic_abort,std)
+    RUSTFLAGS="$THREAD_RUSTFLAGS" cargo "+$NIGHTLY" "${cargo_args[@]}" --target-dir target/wasm-threads
+    wasm-bindgen --target web --out-dir "$dir" --out-name sewd \
+        target/wasm-threads/wasm32-unknown-unknown/release/sewd.wasm
+    optimize "$dir/sewd_bg.wasm" --enable-threads
+    RUSTFLAGS="$THREAD_RUSTFLAGS" relaxed "$dir" target/wasm-threads-relaxed "+$NIGHTLY" "${cargo_args[@]}"
+    optimize "$dir/sewd_relaxed_bg.wasm" --enable-threads --enable-relaxed-simd
+    node scripts/relaxed_glue.mjs "$dir/sewd.js"
+}
+# As browsers load it: wasm-bindgen-rayon's pool workers start from a blob of the
+# helper's own source and import the module by its URL.
+threaded pkg/threads threads,no-bundler
+# As bundlers see it (package.json's "module" condition for sewd/threads): the pool
+# workers are `new Worker(new URL("./workerHelpers.js", import.meta.url))`, which
+# bundlers follow, and import the module as the directory three levels up, which
+# this package.json resolves.
+rm -rf pkg/threads-bundler
+threaded pkg/threads-bundler threads
+cat > pkg/threads-bundler/package.json <<'JSON'
+{ "type": "module", "main": "sewd.js", "types": "sewd.d.ts", "sideEffects": ["./snippets/*"] }
+JSON
 
 node scripts/package_exports.mjs pkg/package.json

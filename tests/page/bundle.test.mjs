@@ -4,8 +4,8 @@
 // (bundlers find assets only through `new URL('literal', import.meta.url)`, which
 // scripts/relaxed_glue.mjs keeps) and, opened in Chromium, load the relaxed SIMD one, or
 // the plain one where the engine refuses relaxed SIMD, and transcribe exactly as the CLI does.
-// `sewd/threads` cannot be bundled (see bundle/threads-worker.js): the second test serves
-// it beside the bundle, as the README says to, and runs it from a bundled worker.
+// The second test bundles `sewd/threads` into a worker (bundle/threads-worker.js): its
+// pool must start from the bundle and transcribe the same.
 // Run with `make test-page` (builds pkg/ and the CLI first).
 
 import { test, before, after } from "node:test";
@@ -65,8 +65,6 @@ before(async () => {
   const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
   const [{ filename }] = JSON.parse(npm(["pack", path.join(ROOT, "pkg"), "--pack-destination", out, "--json"], out));
   npm(["install", "--offline", path.join(out, filename)], app);
-  // sewd/threads is served beside the bundle, not bundled (see bundle/threads-worker.js).
-  fs.cpSync(path.join(app, "node_modules/sewd/threads"), path.join(app, "public/sewd-threads"), { recursive: true });
   await build({
     root: app,
     logLevel: "warn",
@@ -126,7 +124,7 @@ test("vite: the build carries both wasm builds and Chromium loads the one it can
   }
 });
 
-test("vite: sewd/threads served beside the bundle runs its pool from a bundled worker", async () => {
+test("vite: sewd/threads bundled into a worker starts its pool and transcribes the same", async () => {
   const { samples, rate } = readWav(CLIP);
   const got = await transcribeIn("threads.html", samples, rate);
   assert.equal(got.error, undefined, got.log);

@@ -1,21 +1,19 @@
-// sewd/threads does not survive bundling: wasm-bindgen-rayon starts each pool worker
-// from the module's own URL, which a bundle no longer has. So the app serves the
-// package's threads/ directory as static files (copied into Vite's public/) and
-// imports it by URL at run time.
-const THREADS = new URL("/sewd-threads/sewd.js", self.location.href).href;
+// sewd/threads bundled into a worker: bundlers resolve it to pkg/threads-bundler/ (the
+// package's "module" condition), whose pool workers are a `new Worker(new URL(...))`
+// they can follow.
+import init, { initThreadPool, Recognizer, wasmFeatures } from "sewd/threads";
+
 const ready = (async () => {
-  const sewd = await import(/* @vite-ignore */ THREADS);
-  await sewd.default();
-  await sewd.initThreadPool(2);
-  const rec = await sewd.Recognizer.load(new URL("/model/", self.location.href).href, { backend: "cpu", cache: false });
-  return { sewd, rec };
+  await init();
+  await initThreadPool(2);
+  return Recognizer.load(new URL("/model/", self.location.href).href, { backend: "cpu", cache: false });
 })();
 
 self.onmessage = async ({ data: { samples, sampleRate } }) => {
   try {
-    const { sewd, rec } = await ready;
+    const rec = await ready;
     const { text } = await rec.transcribe(new Float32Array(samples), sampleRate);
-    self.postMessage({ features: sewd.wasmFeatures(), text });
+    self.postMessage({ features: wasmFeatures(), text });
   } catch (err) {
     self.postMessage({ error: String(err?.message || err) });
   }
