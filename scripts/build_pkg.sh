@@ -117,7 +117,6 @@ threaded pkg/threads threads,no-bundler
 # workers are `new Worker(new URL("./workerHelpers.js", import.meta.url))`, which
 # bundlers follow, and import the module as the directory three levels up, which
 # this package.json resolves.
-rm -rf pkg/threads-bundler
 threaded pkg/threads-bundler threads
 cat > pkg/threads-bundler/package.json <<'JSON'
 { "type": "module", "main": "sewd.js", "types": "sewd.d.ts", "sideEffects": ["./snippets/*"] }
