@@ -20,6 +20,12 @@ Routes (every response has `Access-Control-Allow-Origin: *`):
                                     claims a Content-Length of 3 GB (and sends nothing)
   /m/{tag}/nocors/{file}            ctc_group_both_shared without CORS headers
   /m/{tag}/nopt/{file}              ctc_group_both_shared with no weights at all
+  /m/{tag}/spa/{file}               ctc_group_both_shared, and for a missing file an HTML
+                                    page with status 200, as dev servers (Vite) and
+                                    single-page-app hosts answer
+  /m/{tag}/spa_pt/{file}            the same over base_layer_sq3_c2p_separate (no
+                                    safetensors: pytorch_model.bin)
+  /m/{tag}/spa_none/{file}          an HTML page with status 200 for every file
   /m/{tag}/flip/{file}              ctc_group_both_shared, or base_layer_sq3_c2p_separate
                                     (no vocab, no safetensors: pytorch_model.bin) once
                                     /flip?tag={tag} has been called an odd number of times
@@ -172,6 +178,10 @@ class Handler(BaseHTTPRequestHandler):
             if body is None:
                 return self.send(404, b"not found", "text/plain", cors=False)
             return self.send(200, body, ctype, cors=False)
+        elif case in ("spa", "spa_pt", "spa_none"):
+            body = {"spa": fixture(BASE_CASE, name), "spa_pt": fixture(FLIPPED_CASE, name), "spa_none": None}[case]
+            if body is None:
+                return self.send(200, b"<!doctype html><title>app</title><p>index.html", "text/html; charset=utf-8")
         elif case == "nopt":
             body = None if name in ("model.safetensors", "pytorch_model.bin") else fixture(BASE_CASE, name)
         else:

@@ -51,6 +51,29 @@ async fn pytorch_bin_when_safetensors_is_404() {
     assert!(e.contains("no CTC") || e.contains("vocab.json"), "{e}");
 }
 
+/// Dev servers (Vite's) and single-page-app hosts answer a missing file with their
+/// index.html and status 200: such a page is a missing file, not a broken one.
+#[wasm_bindgen_test]
+async fn an_html_page_in_place_of_a_file_counts_as_missing() {
+    // tokenizer_config.json is missing (an optional file)...
+    let rec = load(&url("/m/spa/spa/"), cpu_no_cache()).await.unwrap();
+    assert_eq!(rec.head(), "ctc");
+    let text = get_field(&rec.transcribe(clip("speech_3s.wav").await, 16_000).await.unwrap(), "text").as_string().unwrap();
+    assert!(!text.is_empty());
+    // ...and so is model.safetensors, which falls back to pytorch_model.bin...
+    let p = ProgressLog::new();
+    let opts = obj(&[("backend", "cpu".into()), ("cache", false.into()), ("onProgress", p.js())]);
+    assert_eq!(load(&url("/m/spa/spa_pt/"), opts).await.unwrap().head(), "base");
+    assert!(p.files().contains(&"pytorch_model.bin".to_string()), "{:?}", p.files());
+    // ...and through the Cache API: stored as missing, and still missing on the next load.
+    let cached = obj(&[("backend", "cpu".into())]);
+    load(&url("/m/spacache/spa/"), cached.clone()).await.unwrap();
+    load(&url("/m/spacache/spa/"), cached).await.unwrap();
+    // A model that is not there at all says which file was not found.
+    let e = load(&url("/m/spa/spa_none/"), cpu_no_cache()).await.err().expect("loaded a model from HTML pages");
+    assert!(e.contains("config.json") && e.contains("not found"), "{e}");
+}
+
 #[wasm_bindgen_test]
 async fn hub_id_on_a_stand_in_endpoint() {
     let before = count("/hub/fixtures/ctc_p2c_nobuckets/resolve/main/").await;

@@ -166,8 +166,13 @@ impl Validators {
         Validators { status, etag: get(names[0]), last_modified: get(names[1]), length: get(names[2]) }
     }
 
+    /// A 200 with an HTML page counts as a 404: dev servers (Vite's) and single-page-app
+    /// hosts answer a missing path with their index.html, and no model file is HTML.
     fn served(resp: &Response) -> Validators {
-        Validators::read(&resp.headers(), SERVED, resp.status())
+        let headers = resp.headers();
+        let html = headers.get("content-type").ok().flatten().is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        let status = if resp.status() == 200 && html { 404 } else { resp.status() };
+        Validators::read(&headers, SERVED, status)
     }
 
     /// Whether `now` (a fresh HEAD) describes the file these were stored
@@ -258,8 +263,8 @@ async fn still_current(url: &str, stored: &Validators) -> bool {
 }
 
 /// Fetches `url` (from the cache when it holds a current copy), reporting
-/// progress as `file`. A 404 is `bytes: None`; every other failure is an
-/// error naming the URL.
+/// progress as `file`. A 404 (or an HTML page in place of the file) is
+/// `bytes: None`; every other failure is an error naming the URL.
 pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: &Progress) -> Result<Fetched, String> {
     if let Some(cache) = cache {
         if let Some(hit) = from_cache(cache, url).await {
@@ -280,7 +285,7 @@ pub async fn fetch_file(url: &str, file: &str, cache: Option<&Cache>, progress: 
     let resp: Response = resp.dyn_into().map_err(|_| format!("fetch of {url} did not return a Response"))?;
     let status = resp.status();
     let validators = Validators::served(&resp);
-    if status == 404 {
+    if validators.status == 404 {
         return Ok(Fetched { bytes: None, from_cache: false, validators });
     }
     if !resp.ok() {

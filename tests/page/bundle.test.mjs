@@ -5,7 +5,8 @@
 // scripts/relaxed_glue.mjs keeps) and, opened in Chromium, load the relaxed SIMD one, or
 // the plain one where the engine refuses relaxed SIMD, and transcribe exactly as the CLI does.
 // The second test bundles `sewd/threads` into a worker (bundle/threads-worker.js): its
-// pool must start from the bundle and transcribe the same.
+// pool must start from the bundle and transcribe the same. The third runs both pages on
+// Vite's dev server, which serves dependencies its own way.
 // Run with `make test-page` (builds pkg/ and the CLI first).
 
 import { test, before, after } from "node:test";
@@ -16,7 +17,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { build } from "vite";
+import { build, createServer } from "vite";
 import { startServer } from "./serve.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -28,6 +29,7 @@ const CLIP = path.join(ROOT, "tests/fixtures/models/speech_3s.wav");
 const MODEL_FILES = ["config.json", "vocab.json", "preprocessor_config.json", "model.safetensors"];
 
 let expected; // the CLI's transcript of CLIP
+let app; // the app's sources, with the packed sewd installed
 let out; // served by `sewd serve --root out`, which serves out/www/ at /
 let site;
 
@@ -60,8 +62,11 @@ before(async () => {
   }
   out = fs.mkdtempSync(path.join(os.tmpdir(), "sewd-bundle-"));
   // The package as npm would publish it (package.json's `files` and `exports`), installed.
-  const app = path.join(out, "app");
+  app = path.join(out, "app");
   fs.cpSync(path.join(HERE, "bundle"), app, { recursive: true });
+  // The model as a static file of the app (Vite copies public/ into the build).
+  fs.mkdirSync(path.join(app, "public/model"), { recursive: true });
+  for (const f of MODEL_FILES) fs.copyFileSync(path.join(MODEL, f), path.join(app, "public/model", f));
   const npm = (args, cwd) => execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
   const [{ filename }] = JSON.parse(npm(["pack", path.join(ROOT, "pkg"), "--pack-destination", out, "--json"], out));
   npm(["install", "--offline", path.join(out, filename)], app);
@@ -76,15 +81,13 @@ before(async () => {
     },
     worker: { format: "es" },
   });
-  fs.mkdirSync(path.join(out, "www/model"));
-  for (const f of MODEL_FILES) fs.copyFileSync(path.join(MODEL, f), path.join(out, "www/model", f));
   site = await startServer(CLI, out);
   expected = execFileSync(CLI, ["transcribe", "--model", MODEL, CLIP], { encoding: "utf8" }).trim();
 });
 
-/** Opens `page` of the built site in a fresh Chromium (after `initScript`, if any) and
+/** Opens `page` of the site at `base` in a fresh Chromium (after `initScript`, if any) and
  *  returns what its window.transcribe(samples, rate) resolves to, plus the console log. */
-async function transcribeIn(page, samples, rate, initScript) {
+async function transcribeIn(base, page, samples, rate, initScript) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
   try {
     const tab = await browser.newPage();
@@ -92,7 +95,7 @@ async function transcribeIn(page, samples, rate, initScript) {
     const log = [];
     tab.on("console", (m) => log.push(`[${m.type()}] ${m.text()}`));
     tab.on("pageerror", (e) => log.push(`[pageerror] ${e.message}`));
-    await tab.goto(`${site.url}/${page}`);
+    await tab.goto(`${base}/${page}`);
     await tab.waitForFunction(() => window.appReady === true, null, { timeout: 30_000 });
     // A pool that never starts would otherwise wait forever.
     let timer;
@@ -118,7 +121,7 @@ test("vite: the build carries both wasm builds and Chromium loads the one it can
   // the glue's probe asks, refuses everything (the plain module needs no validate).
   for (const relaxedSimd of [true, false]) {
     const noRelaxed = relaxedSimd ? null : () => (WebAssembly.validate = () => false);
-    const got = await transcribeIn("index.html", samples, rate, noRelaxed);
+    const got = await transcribeIn(site.url, "index.html", samples, rate, noRelaxed);
     assert.deepEqual(got.features, { threads: false, relaxedSimd }, got.log);
     assert.equal(got.text, expected, got.log);
   }
@@ -126,8 +129,28 @@ test("vite: the build carries both wasm builds and Chromium loads the one it can
 
 test("vite: sewd/threads bundled into a worker starts its pool and transcribes the same", async () => {
   const { samples, rate } = readWav(CLIP);
-  const got = await transcribeIn("threads.html", samples, rate);
+  const got = await transcribeIn(site.url, "threads.html", samples, rate);
   assert.equal(got.error, undefined, got.log);
   assert.deepEqual(got.features, { threads: true, relaxedSimd: true }, got.log);
   assert.equal(got.text, expected, got.log);
+});
+
+test("vite dev server: sewd and sewd/threads load and transcribe the same", async () => {
+  // The dev server answers a missing file (the model's optional tokenizer_config.json)
+  // with the app's index.html and status 200: the loader must take that as missing.
+  const isolated = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" };
+  const dev = await createServer({ root: app, logLevel: "warn", server: { host: "127.0.0.1", port: 0, headers: isolated }, worker: { format: "es" } });
+  await dev.listen();
+  try {
+    const base = dev.resolvedUrls.local[0].replace(/\/$/, "");
+    const { samples, rate } = readWav(CLIP);
+    for (const [page, threads] of [["index.html", false], ["threads.html", true]]) {
+      const got = await transcribeIn(base, page, samples, rate);
+      assert.equal(got.error, undefined, got.log);
+      assert.deepEqual(got.features, { threads, relaxedSimd: true }, got.log);
+      assert.equal(got.text, expected, got.log);
+    }
+  } finally {
+    await dev.close();
+  }
 });
