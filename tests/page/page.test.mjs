@@ -335,46 +335,43 @@ async function plainServer(headers = {}) {
   return { url: `http://127.0.0.1:${srv.address().port}`, close: () => srv.close() };
 }
 
-test("a page without COOP/COEP runs the single-threaded module and says why", async () => {
-  const plain = await plainServer();
+/** Opens the demo from plainServer(headers) with `query`, and checks that it runs the
+ *  single-threaded module on one thread, says `why`, and transcribes the clip as the CLI. */
+async function fallsBackToOneThread(headers, query, why) {
+  const srv = await plainServer(headers);
   const { page, log, close } = await launch();
   try {
-    await page.goto(`${plain.url}/www/index.html?model=${encodeURIComponent(MODEL.url)}&backend=cpu`);
+    await page.goto(`${srv.url}/www/index.html?model=${encodeURIComponent(MODEL.url)}&backend=cpu${query}`);
     await waitForStatus(page, /^(Ready|Could not load)/, 120_000);
+    const isolated = headers["Cross-Origin-Embedder-Policy"] === "require-corp";
+    assert.equal(await page.evaluate(() => self.crossOriginIsolated), isolated);
     assert.match(await page.getByTestId("status").textContent(), /^Ready: .* on CPU, 1 thread /, log.join("\n"));
     assert.equal(await page.getByTestId("backend").getAttribute("data-threads"), "1");
     assert.equal(await page.getByTestId("backend").getAttribute("data-wasm"), "single");
-    assert.match(await page.locator("#messages").textContent(), /one thread, not \d+: the page is not cross-origin isolated/);
+    assert.match(await page.locator("#messages").textContent(), why);
     await page.getByTestId("file-input").setInputFiles(MODEL.clip);
     await waitForData(page, "fileDone", "1");
     assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
   } finally {
     await close();
-    plain.close();
+    srv.close();
   }
+}
+
+test("a page without COOP/COEP runs the single-threaded module and says why", async () => {
+  await fallsBackToOneThread({}, "", /one thread, not \d+: the page is not cross-origin isolated/);
 });
 
 test("a pool whose workers cannot start falls back to one thread after 20 s and says why", async () => {
   // Isolated, but a Content-Security-Policy without blob: workers: wasm-bindgen-rayon's pool
   // workers (blob: URLs) are refused with an error event it does not listen for, so without
   // the worker's time limit the load would wait forever.
-  const isolated = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" };
-  const csp = await plainServer({ ...isolated, "Content-Security-Policy": "worker-src 'self'" });
-  const { page, log, close } = await launch();
-  try {
-    await page.goto(`${csp.url}/www/index.html?model=${encodeURIComponent(MODEL.url)}&backend=cpu&threads=2`);
-    await waitForStatus(page, /^(Ready|Could not load)/, 120_000);
-    assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
-    assert.match(await page.getByTestId("status").textContent(), /^Ready: .* on CPU, 1 thread /, log.join("\n"));
-    assert.equal(await page.getByTestId("backend").getAttribute("data-wasm"), "single");
-    assert.match(await page.locator("#messages").textContent(), /one thread, not 2: the threaded module failed \(its 2 workers did not start within 20 s\)/);
-    await page.getByTestId("file-input").setInputFiles(MODEL.clip);
-    await waitForData(page, "fileDone", "1");
-    assert.equal((await page.getByTestId("transcript").textContent()).trim(), expected, log.join("\n"));
-  } finally {
-    await close();
-    csp.close();
-  }
+  const headers = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Content-Security-Policy": "worker-src 'self'",
+  };
+  await fallsBackToOneThread(headers, "&threads=2", /one thread, not 2: the threaded module failed \(its 2 workers did not start within 20 s\)/);
 });
 
 test("a bad ?threads or ?simd value fails the load with a message naming it", async () => {
