@@ -48,7 +48,7 @@ pub use wasm_bindgen_rayon::init_thread_pool;
 
 /// What this module was built with, `wasmFeatures()` in JS. The package holds each module
 /// twice: `init()` loads the one built with relaxed SIMD (fused multiply-adds in the CPU
-/// backend's matrix products, about 1.2x the speed) where the engine compiles it, else
+/// backend's matrix products: the pass about 1.15x as fast) where the engine compiles it, else
 /// the plain one.
 #[wasm_bindgen(js_name = wasmFeatures, unchecked_return_type = "WasmFeatures")]
 pub fn wasm_features() -> JsValue {
